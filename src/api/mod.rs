@@ -1,0 +1,297 @@
+//! Transport adapters: each parses, authorises, calls one hub method and renders the answer.
+//!
+//! - `mcp`: the MCP server (rmcp), on stdio and on Streamable HTTP at `/mcp`.
+//! - `ws`: WebSocket streams at `/stream`.
+//! - `rest`: JSON REST at `/api/v1` (with SSE event streams).
+//! - `ops`: `/healthz`, `/readyz`, `/metrics`, `/api/agent?action=status` on the ops port.
+//!
+//! Shared here: the [`ApiContext`] every adapter gets, principal resolution and the helpers
+//! that render hub errors. Adapters must not hold business rules; if two need the same logic
+//! it belongs in the hub.
+
+pub mod mcp;
+pub mod ops;
+pub mod rest;
+pub mod ws;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::config::Config;
+use crate::error::HubResult;
+use crate::hub::Hub;
+use crate::model::{Event, EventKind, Principal, RequestRecord};
+
+/// What every adapter gets: the hub handle and the few settings transports need.
+pub struct ApiContext {
+    pub hub: Hub,
+    pub config: Arc<Config>,
+    /// `ws://host:port` (or `wss://`) of the stream listener, when one is running.
+    pub stream_base: parking_lot::RwLock<Option<String>>,
+    pub subscribers: SubscriberCounter,
+}
+
+impl ApiContext {
+    pub fn new(hub: Hub, config: Arc<Config>) -> Arc<Self> {
+        Arc::new(Self {
+            hub,
+            config,
+            stream_base: parking_lot::RwLock::new(None),
+            subscribers: SubscriberCounter::default(),
+        })
+    }
+
+    /// The WebSocket URL a client can use as is to follow a request.
+    pub fn stream_url(&self, request_id: &str) -> Option<String> {
+        self.stream_base
+            .read()
+            .as_ref()
+            .map(|b| format!("{b}/stream?requestId={request_id}"))
+    }
+
+    /// Sets the stream base from the bound address (or the configured public URL).
+    pub fn set_stream_base(&self, bound: std::net::SocketAddr) {
+        let base = match &self.config.public_url {
+            Some(u) => u
+                .replacen("https://", "wss://", 1)
+                .replacen("http://", "ws://", 1),
+            None => {
+                let ip = if bound.ip().is_unspecified() {
+                    match bound.ip() {
+                        std::net::IpAddr::V4(_) => "127.0.0.1".to_string(),
+                        std::net::IpAddr::V6(_) => "[::1]".to_string(),
+                    }
+                } else if bound.is_ipv6() {
+                    format!("[{}]", bound.ip())
+                } else {
+                    bound.ip().to_string()
+                };
+                format!("ws://{ip}:{}", bound.port())
+            }
+        };
+        *self.stream_base.write() = Some(base);
+    }
+
+    /// The caller of an HTTP surface. Until API keys exist every caller is `anonymous`.
+    pub fn http_principal(&self) -> Principal {
+        Principal::anonymous()
+    }
+}
+
+/// The invocation summary every transport returns.
+pub fn invocation_view(ctx: &ApiContext, rec: &RequestRecord) -> Value {
+    let mut v = crate::hub::request_view(rec);
+    if let Value::Object(m) = &mut v {
+        m.insert(
+            "streamUrl".into(),
+            ctx.stream_url(&rec.id).map_or(Value::Null, Value::String),
+        );
+    }
+    v
+}
+
+/// Follows a request until it ends or `timeout` passes, handing every chunk to `on_chunk`.
+/// Returns the latest record and whether it is terminal.
+pub async fn wait_for<F, Fut>(
+    hub: &Hub,
+    principal: &Principal,
+    request_id: &str,
+    timeout: Duration,
+    mut on_chunk: F,
+) -> HubResult<(RequestRecord, bool)>
+where
+    F: FnMut(Arc<Event>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let timeout = timeout.min(hub.config().max_wait);
+    let mut stream = hub.subscribe(principal, request_id, 0).await?;
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.next()).await {
+            Ok(Some(Ok(ev))) => {
+                if matches!(ev.kind, EventKind::Chunk(_)) {
+                    on_chunk(ev).await;
+                }
+            }
+            Ok(Some(Err(e))) => return Err(e),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    drop(stream);
+    let rec = hub.get_status(principal, request_id).await?;
+    let terminal = rec.state.is_terminal();
+    Ok((rec, terminal))
+}
+
+/// The JSON view of an agent shared by every transport. `detailed` adds schemas and the
+/// full definition.
+pub fn agent_view(a: &crate::hub::AgentEntry, detailed: bool) -> Value {
+    let caps: Vec<Value> = a
+        .spec
+        .capabilities
+        .iter()
+        .map(|c| {
+            let mut v = serde_json::json!({"name": c.name, "description": c.description});
+            if detailed && let Value::Object(m) = &mut v {
+                m.insert("inputSchema".into(), c.input_schema.clone());
+                if let Some(o) = &c.output_schema {
+                    m.insert("outputSchema".into(), o.clone());
+                }
+            }
+            v
+        })
+        .collect();
+    let mut v = serde_json::json!({
+        "id": a.spec.id,
+        "name": a.spec.display_name(),
+        "version": a.spec.version,
+        "description": a.spec.description,
+        "category": a.spec.category,
+        "tags": a.spec.tags,
+        "enabled": a.spec.enabled,
+        "executor": a.spec.executor.kind(),
+        "capabilities": caps,
+        "source": match a.source {
+            crate::model::AgentSource::Catalog => "catalog",
+            crate::model::AgentSource::Runtime => "runtime",
+        },
+    });
+    if detailed && let Value::Object(m) = &mut v {
+        m.insert(
+            "definition".into(),
+            serde_json::to_value(&a.spec).unwrap_or(Value::Null),
+        );
+    }
+    v
+}
+
+/// Whether a browser `Origin` may use the API: absent (not a browser), loopback, the same
+/// host the request was sent to, or listed in `allowed_origins`.
+pub fn origin_allowed(origin: Option<&str>, host: Option<&str>, config: &Config) -> bool {
+    let Some(origin) = origin else { return true };
+    if config
+        .allowed_origins
+        .iter()
+        .any(|o| o.trim_end_matches('/') == origin)
+    {
+        return true;
+    }
+    let Some((_, authority)) = origin.split_once("://") else {
+        return false;
+    };
+    let origin_host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.split(':').next().unwrap_or(""),
+    };
+    if matches!(origin_host, "localhost" | "127.0.0.1" | "::1") {
+        return true;
+    }
+    host.is_some_and(|h| h.eq_ignore_ascii_case(authority))
+}
+
+/// Checks the shared `STREAM_TOKEN` (when configured) given as `Authorization: Bearer` or
+/// `token=`. Digests are compared so the comparison time says nothing about the token.
+pub fn stream_token_ok(config: &Config, bearer: Option<&str>, query: Option<&str>) -> bool {
+    let Some(expected) = &config.stream_token else {
+        return true;
+    };
+    use sha2::{Digest, Sha256};
+    let want = Sha256::digest(expected.as_bytes());
+    [bearer, query]
+        .into_iter()
+        .flatten()
+        .any(|given| Sha256::digest(given.as_bytes()) == want)
+}
+
+/// The token of an `Authorization: Bearer …` header.
+pub fn bearer(headers: &http::HeaderMap) -> Option<&str> {
+    headers
+        .get(http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+/// Counts live stream subscribers per request (WebSocket and SSE), for MAX_SUBS_PER_REQUEST.
+#[derive(Default)]
+pub struct SubscriberCounter {
+    counts: parking_lot::Mutex<std::collections::HashMap<String, usize>>,
+}
+
+/// Holds one subscriber slot; released on drop.
+pub struct SubscriberSlot {
+    ctx: Arc<ApiContext>,
+    request_id: String,
+}
+
+impl ApiContext {
+    /// Takes a subscriber slot of a request, or says why not.
+    pub fn acquire_subscriber(self: &Arc<Self>, request_id: &str) -> HubResult<SubscriberSlot> {
+        let mut counts = self.subscribers.counts.lock();
+        let n = counts.entry(request_id.to_string()).or_insert(0);
+        if *n >= self.config.max_subs_per_request {
+            return Err(crate::error::HubError::new(
+                crate::error::ErrorCode::RateLimited,
+                format!(
+                    "request {request_id:?} already has {} stream subscribers (MAX_SUBS_PER_REQUEST)",
+                    *n
+                ),
+            ));
+        }
+        *n += 1;
+        Ok(SubscriberSlot {
+            ctx: self.clone(),
+            request_id: request_id.to_string(),
+        })
+    }
+}
+
+impl Drop for SubscriberSlot {
+    fn drop(&mut self) {
+        let mut counts = self.ctx.subscribers.counts.lock();
+        if let Some(n) = counts.get_mut(&self.request_id) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.request_id);
+            }
+        }
+    }
+}
+
+/// A hub error as an HTTP response with a JSON body.
+pub fn error_response(e: &crate::error::HubError) -> warp::reply::Response {
+    let mut resp = warp::reply::Response::new(e.to_json().to_string().into());
+    *resp.status_mut() =
+        http::StatusCode::from_u16(e.code.http_status()).unwrap_or(http::StatusCode::BAD_REQUEST);
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// A JSON value as an HTTP response.
+pub fn json_response(status: http::StatusCode, v: &Value) -> warp::reply::Response {
+    let mut resp = warp::reply::Response::new(v.to_string().into());
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// The JSON view of a session shared by every transport.
+pub fn session_view(s: &crate::model::SessionRecord) -> Value {
+    serde_json::json!({
+        "sessionId": s.id,
+        "open": s.closed_at.is_none(),
+        "agentId": s.agent_id,
+        "createdAt": crate::model::rfc3339(s.created_at),
+        "closedAt": s.closed_at.map(crate::model::rfc3339),
+        "metadata": serde_json::from_str::<Value>(&s.metadata).unwrap_or(Value::Null),
+    })
+}

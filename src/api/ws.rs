@@ -1,0 +1,356 @@
+//! WebSocket streams at `GET /stream`.
+//!
+//! `?requestId=ID&after=SEQ` replays the stored events after `SEQ`, follows live, and closes
+//! with 1000 once the request's terminal event is sent. Any connection can also send
+//! `{"type":"subscribe","requestId":ID,"after":SEQ}` / `{"type":"unsubscribe","requestId":ID}`
+//! to follow several requests; a connection opened without `requestId` stays open until the
+//! client closes it. Every event is a text frame with the wire shape of
+//! [`crate::model::Event::to_json`]; problems are `{"type":"error","code","message"}` frames.
+//!
+//! Checked before the upgrade: `STREAM_TOKEN` (Bearer or `token=`) → 401, a foreign `Origin`
+//! → 403, an unknown request → 404, too many subscribers → 429. The server pings every
+//! `A2A_WS_HEARTBEAT`; a client silent for three intervals is dropped (close 1001).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use warp::filters::BoxedFilter;
+use warp::ws::{Message, WebSocket};
+use warp::{Filter, Reply};
+
+use super::{ApiContext, SubscriberSlot, error_response};
+use crate::error::{ErrorCode, HubError};
+use crate::metrics;
+use crate::model::Principal;
+
+/// Subscriptions one connection may hold at once.
+const MAX_SUBS_PER_CONNECTION: usize = 1024;
+/// Frames buffered towards a slow client before its subscriptions wait.
+const OUTBOX: usize = 1024;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StreamQuery {
+    request_id: Option<String>,
+    #[serde(default)]
+    after: Option<u64>,
+    #[serde(default)]
+    token: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+enum ClientMsg {
+    Subscribe {
+        #[serde(rename = "requestId")]
+        request_id: String,
+        #[serde(default)]
+        after: Option<u64>,
+    },
+    Unsubscribe {
+        #[serde(rename = "requestId")]
+        request_id: String,
+    },
+    Ping,
+}
+
+pub fn routes(ctx: Arc<ApiContext>) -> BoxedFilter<(warp::reply::Response,)> {
+    warp::path("stream")
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(warp::ws())
+        .and(warp::query::<HashMap<String, String>>())
+        .and(warp::header::headers_cloned())
+        .and_then(move |ws: warp::ws::Ws, raw: HashMap<String, String>, headers: http::HeaderMap| {
+            let ctx = ctx.clone();
+            async move { Ok::<_, std::convert::Infallible>(upgrade(ctx, ws, raw, headers).await) }
+        })
+        .boxed()
+}
+
+async fn upgrade(
+    ctx: Arc<ApiContext>,
+    ws: warp::ws::Ws,
+    raw_query: HashMap<String, String>,
+    headers: http::HeaderMap,
+) -> warp::reply::Response {
+    let query: StreamQuery = match parse_query(raw_query) {
+        Ok(q) => q,
+        Err(e) => return error_response(&e),
+    };
+    if !super::stream_token_ok(&ctx.config, super::bearer(&headers), query.token.as_deref()) {
+        return error_response(&HubError::new(
+            ErrorCode::Unauthenticated,
+            "a valid stream token is required: send Authorization: Bearer <token> or ?token=<token>",
+        ));
+    }
+    let origin = headers
+        .get(http::header::ORIGIN)
+        .and_then(|v| v.to_str().ok());
+    let host = headers
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok());
+    if !super::origin_allowed(origin, host, &ctx.config) {
+        return error_response(&HubError::new(
+            ErrorCode::Forbidden,
+            "this Origin may not open streams; add it to A2A_ALLOWED_ORIGINS",
+        ));
+    }
+    let principal = ctx.http_principal();
+    // The request named in the URL must exist and have a free subscriber slot before upgrading.
+    let first = match &query.request_id {
+        Some(id) => {
+            if let Err(e) = ctx.hub.get_status(&principal, id).await {
+                return error_response(&e);
+            }
+            match ctx.acquire_subscriber(id) {
+                Ok(slot) => Some((id.clone(), query.after.unwrap_or(0), slot)),
+                Err(e) => return error_response(&e),
+            }
+        }
+        None => None,
+    };
+    let max = ctx.config.max_body_bytes;
+    ws.max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| connection(ctx, principal, socket, first))
+        .into_response()
+}
+
+fn parse_query(mut map: HashMap<String, String>) -> Result<StreamQuery, HubError> {
+    let after = match map.remove("after") {
+        Some(a) => Some(a.parse::<u64>().map_err(|_| {
+            HubError::new(
+                ErrorCode::InvalidParams,
+                format!("after={a:?} is not a sequence number (a whole number >= 0)"),
+            )
+        })?),
+        None => None,
+    };
+    Ok(StreamQuery {
+        request_id: map.remove("requestId").or_else(|| map.remove("request_id")),
+        after,
+        token: map.remove("token"),
+    })
+}
+
+struct Subscription {
+    task: JoinHandle<()>,
+}
+
+/// Frames from subscription tasks to the connection writer.
+enum Out {
+    Frame(String),
+    /// A subscription finished (terminal event sent or failed).
+    Ended(String),
+}
+
+async fn connection(
+    ctx: Arc<ApiContext>,
+    principal: Principal,
+    socket: WebSocket,
+    first: Option<(String, u64, SubscriberSlot)>,
+) {
+    metrics::WS_CLIENTS.inc();
+    let (mut sink, mut incoming) = socket.split();
+    let (out_tx, mut out_rx) = mpsc::channel::<Out>(OUTBOX);
+    let mut subs: HashMap<String, Subscription> = HashMap::new();
+    let close_when_done = first.is_some();
+    if let Some((id, after, slot)) = first {
+        let task = spawn_subscription(
+            ctx.clone(),
+            principal.clone(),
+            id.clone(),
+            after,
+            slot,
+            out_tx.clone(),
+        );
+        subs.insert(id, Subscription { task });
+    }
+    let heartbeat = ctx.config.ws_heartbeat;
+    let mut ticker = tokio::time::interval(heartbeat);
+    ticker.tick().await;
+    let mut last_seen = tokio::time::Instant::now();
+    let close: Option<(u16, String)> = loop {
+        tokio::select! {
+            msg = incoming.next() => {
+                let Some(Ok(msg)) = msg else { break None };
+                last_seen = tokio::time::Instant::now();
+                if msg.is_close() {
+                    break None;
+                }
+                if msg.is_ping() || msg.is_pong() {
+                    continue;
+                }
+                let reply = match msg.to_str() {
+                    Ok(text) => handle_client_msg(&ctx, &principal, text, &mut subs, &out_tx).await,
+                    Err(()) => Some(error_frame(None, &HubError::new(ErrorCode::InvalidRequest, "binary frames are not supported; send JSON text"))),
+                };
+                if let Some(frame) = reply
+                    && sink.send(Message::text(frame)).await.is_err()
+                {
+                    break None;
+                }
+            }
+            out = out_rx.recv() => {
+                match out {
+                    Some(Out::Frame(f)) => {
+                        if sink.send(Message::text(f)).await.is_err() {
+                            break None;
+                        }
+                    }
+                    Some(Out::Ended(id)) => {
+                        if subs.remove(&id).is_some() {
+                            metrics::WS_SUBSCRIPTIONS.dec();
+                        }
+                        if close_when_done && subs.is_empty() {
+                            break Some((1000, "request finished".into()));
+                        }
+                    }
+                    None => break None,
+                }
+            }
+            _ = ticker.tick() => {
+                if last_seen.elapsed() > heartbeat * 3 {
+                    break Some((1001, "no answer to pings".into()));
+                }
+                if sink.send(Message::ping(Vec::new())).await.is_err() {
+                    break None;
+                }
+            }
+        }
+    };
+    for (_, s) in subs.drain() {
+        s.task.abort();
+        metrics::WS_SUBSCRIPTIONS.dec();
+    }
+    if let Some((code, reason)) = close {
+        let _ = sink.send(Message::close_with(code, reason)).await;
+    }
+    let _ = sink.close().await;
+    metrics::WS_CLIENTS.dec();
+}
+
+fn spawn_subscription(
+    ctx: Arc<ApiContext>,
+    principal: Principal,
+    id: String,
+    after: u64,
+    slot: SubscriberSlot,
+    out: mpsc::Sender<Out>,
+) -> JoinHandle<()> {
+    metrics::WS_SUBSCRIPTIONS.inc();
+    tokio::spawn(async move {
+        let _slot = slot;
+        match ctx.hub.subscribe(&principal, &id, after).await {
+            Ok(mut stream) => {
+                while let Some(item) = stream.next().await {
+                    let frame = match item {
+                        Ok(ev) => ev.to_json().to_string(),
+                        Err(e) => {
+                            let _ = out.send(Out::Frame(error_frame(Some(&id), &e))).await;
+                            break;
+                        }
+                    };
+                    if out.send(Out::Frame(frame)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            Err(e) => {
+                let _ = out.send(Out::Frame(error_frame(Some(&id), &e))).await;
+            }
+        }
+        let _ = out.send(Out::Ended(id)).await;
+    })
+}
+
+fn error_frame(request_id: Option<&str>, e: &HubError) -> String {
+    json!({
+        "type": "error",
+        "requestId": request_id,
+        "code": e.code.name(),
+        "message": e.message,
+    })
+    .to_string()
+}
+
+async fn handle_client_msg(
+    ctx: &Arc<ApiContext>,
+    principal: &Principal,
+    text: &str,
+    subs: &mut HashMap<String, Subscription>,
+    out: &mpsc::Sender<Out>,
+) -> Option<String> {
+    let msg: ClientMsg = match serde_json::from_str::<Value>(text) {
+        Err(e) => {
+            return Some(error_frame(
+                None,
+                &HubError::new(ErrorCode::InvalidJson, format!("not JSON: {e}")),
+            ));
+        }
+        Ok(v) => match serde_json::from_value(v) {
+            Ok(m) => m,
+            Err(e) => {
+                return Some(error_frame(
+                    None,
+                    &HubError::new(
+                        ErrorCode::InvalidRequest,
+                        format!(
+                            "expected {{\"type\":\"subscribe\"|\"unsubscribe\",\"requestId\":…}}: {e}"
+                        ),
+                    ),
+                ));
+            }
+        },
+    };
+    match msg {
+        ClientMsg::Ping => Some(json!({"type": "pong"}).to_string()),
+        ClientMsg::Subscribe { request_id, after } => {
+            if subs.contains_key(&request_id) {
+                return Some(json!({"type": "subscribed", "requestId": request_id}).to_string());
+            }
+            if subs.len() >= MAX_SUBS_PER_CONNECTION {
+                return Some(error_frame(
+                    Some(&request_id),
+                    &HubError::new(
+                        ErrorCode::RateLimited,
+                        format!(
+                            "this connection already follows {MAX_SUBS_PER_CONNECTION} requests; unsubscribe first"
+                        ),
+                    ),
+                ));
+            }
+            if let Err(e) = ctx.hub.get_status(principal, &request_id).await {
+                return Some(error_frame(Some(&request_id), &e));
+            }
+            let slot = match ctx.acquire_subscriber(&request_id) {
+                Ok(s) => s,
+                Err(e) => return Some(error_frame(Some(&request_id), &e)),
+            };
+            let task = spawn_subscription(
+                ctx.clone(),
+                principal.clone(),
+                request_id.clone(),
+                after.unwrap_or(0),
+                slot,
+                out.clone(),
+            );
+            subs.insert(request_id.clone(), Subscription { task });
+            // The ack is sent before any event: the subscription's frames queue behind it.
+            Some(json!({"type": "subscribed", "requestId": request_id}).to_string())
+        }
+        ClientMsg::Unsubscribe { request_id } => {
+            if let Some(s) = subs.remove(&request_id) {
+                s.task.abort();
+                metrics::WS_SUBSCRIPTIONS.dec();
+            }
+            Some(json!({"type": "unsubscribed", "requestId": request_id}).to_string())
+        }
+    }
+}

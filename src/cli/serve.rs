@@ -1,0 +1,210 @@
+//! `serve` and in-process `stdio`: open the store, start the hub, start the listeners, wait
+//! for a signal (or stdin EOF), shut down gracefully.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rmcp::ServiceExt;
+
+use super::Exit;
+use crate::api::ApiContext;
+use crate::api::mcp::McpServer;
+use crate::config::Config;
+use crate::executor::ExecutorEnv;
+use crate::hub::{Hub, HubConfig};
+use crate::model::{Principal, Role};
+use crate::server::{self, Listener};
+use crate::store::{self, StoreError};
+
+/// The hub configuration derived from the server configuration.
+pub fn hub_config(config: &Config) -> HubConfig {
+    HubConfig {
+        max_concurrency: config.max_concurrency,
+        max_queue_size: config.max_queue_size,
+        idempotency_ttl: config.idempotency_ttl,
+        retention: config.retention,
+        sweep_interval: config.sweep_interval,
+        max_wait: config.max_wait,
+        executor_env: ExecutorEnv {
+            catalog_dir: config.catalog_dir.clone(),
+            work_dir: config.data_dir.join("work"),
+        },
+    }
+}
+
+/// Opens the store and starts the hub; errors are one printable line.
+pub async fn open_hub(config: &Config) -> Result<Hub, String> {
+    let store = store::open(config).map_err(|e| match e {
+        StoreError::Locked(m) | StoreError::TooNew(m) => m,
+        other => format!("cannot open the store: {other}"),
+    })?;
+    let catalog = crate::catalog::load(&config.catalog_dir).map_err(|e| e.to_string())?;
+    Hub::start(hub_config(config), store, catalog)
+        .await
+        .map_err(|e| format!("cannot start the hub: {}", e.message))
+}
+
+fn summary(config: &Config, hub: &Hub, api: Option<&Listener>, ops: Option<&Listener>) {
+    let stats = hub.stats();
+    let line = |k: &str, v: String| eprintln!("  {k:<12} {v}");
+    eprintln!("a2a-mcp {} ready", env!("CARGO_PKG_VERSION"));
+    line(
+        "mode",
+        if config.is_production() {
+            "production"
+        } else {
+            "development"
+        }
+        .into(),
+    );
+    line(
+        "store",
+        format!("{} in {}", hub.store_backend(), config.data_dir.display()),
+    );
+    line(
+        "catalog",
+        format!(
+            "{} ({} agents, {} enabled)",
+            config.catalog_dir.display(),
+            stats.agents_total,
+            stats.agents_enabled
+        ),
+    );
+    if let Some(api) = api {
+        line("mcp", format!("http://{}/mcp", api.addr));
+        if config.enable_streaming {
+            line("stream", format!("ws://{}/stream", api.addr));
+        }
+        line("rest", format!("http://{}/api/v1", api.addr));
+    }
+    if let Some(ops) = ops {
+        line(
+            "ops",
+            format!("http://{}/healthz  /readyz  /metrics", ops.addr),
+        );
+    }
+    line(
+        "limits",
+        format!(
+            "concurrency {}, queue {}",
+            config.max_concurrency, config.max_queue_size
+        ),
+    );
+    line(
+        "auth",
+        match &config.stream_token {
+            Some(_) => "stream token required on /stream".into(),
+            None => "none (loopback use only)".into(),
+        },
+    );
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+pub async fn serve(config: Config) -> Exit {
+    let config = Arc::new(config);
+    let hub = match open_hub(&config).await {
+        Ok(h) => h,
+        Err(e) => return Exit::Failed(e),
+    };
+    let ctx = ApiContext::new(hub.clone(), config.clone());
+    let ops_addr = SocketAddr::new(config.metrics_host, config.metrics_port);
+    let ops = match server::start_ops(ctx.clone(), ops_addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            hub.shutdown(config.shutdown_grace).await;
+            return Exit::Failed(format!("cannot listen on {ops_addr} (METRICS_PORT): {e}"));
+        }
+    };
+    let api_addr = SocketAddr::new(config.stream_host, config.stream_port);
+    let api = match server::start_api(ctx.clone(), api_addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            hub.shutdown(config.shutdown_grace).await;
+            return Exit::Failed(format!(
+                "cannot listen on {api_addr} (STREAM_HOST/STREAM_PORT): {e}"
+            ));
+        }
+    };
+    summary(&config, &hub, Some(&api), Some(&ops));
+    shutdown_signal().await;
+    tracing::info!(
+        grace = ?config.shutdown_grace,
+        "shutting down: no new connections; running jobs may finish"
+    );
+    let grace = config.shutdown_grace;
+    // Readiness drops first (hub.shutdown), listeners stop accepting, jobs get the grace.
+    let hub_done = hub.shutdown(grace);
+    let api_done = api.shutdown(grace);
+    let ops_done = ops.shutdown(grace);
+    tokio::join!(hub_done, api_done, ops_done);
+    tracing::info!("stopped");
+    Exit::Ok
+}
+
+/// MCP over stdio with the hub in this process. The stream listener still runs (so
+/// `streamUrl` works), on `STREAM_PORT` or a free port when that one is taken.
+pub async fn stdio(config: Config) -> Exit {
+    let config = Arc::new(config);
+    let hub = match open_hub(&config).await {
+        Ok(h) => h,
+        Err(e) => return Exit::Failed(format!("a2a-mcp stdio: {e}")),
+    };
+    let ctx = ApiContext::new(hub.clone(), config.clone());
+    let mut api = None;
+    if config.enable_streaming {
+        let wanted = SocketAddr::new(config.stream_host, config.stream_port);
+        let listener = match server::start_api(ctx.clone(), wanted).await {
+            Ok(l) => Ok(l),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                tracing::warn!(%wanted, "STREAM_PORT is taken; serving streams on a free port instead");
+                server::start_api(ctx.clone(), SocketAddr::new(config.stream_host, 0)).await
+            }
+            Err(e) => Err(e),
+        };
+        match listener {
+            Ok(l) => api = Some(l),
+            Err(e) => tracing::warn!("no stream listener ({e}); streamUrl will be null"),
+        }
+    }
+    summary(&config, &hub, api.as_ref(), None);
+    let principal = Principal::new("local", Role::Admin);
+    let server = McpServer::stdio(ctx, principal);
+    let result = match server.serve(rmcp::transport::stdio()).await {
+        Ok(running) => {
+            tokio::select! {
+                r = running.waiting() => r.map(|_| ()).map_err(|e| e.to_string()),
+                _ = shutdown_signal() => Ok(()),
+            }
+        }
+        Err(e) => Err(e.to_string()),
+    };
+    if let Some(api) = api {
+        api.shutdown(config.shutdown_grace).await;
+    }
+    hub.shutdown(config.shutdown_grace).await;
+    match result {
+        Ok(()) => Exit::Ok,
+        Err(e) => Exit::Failed(format!("a2a-mcp stdio: {e}")),
+    }
+}

@@ -1,0 +1,628 @@
+//! Configuration: every setting documented once, resolved once, typed once.
+//!
+//! [`SETTINGS`] is the single list of settings (key, environment names, default, meaning). It
+//! drives resolution, `check-config`, and `docs/CONFIGURATION.md` (a test fails when the doc
+//! drifts). Precedence: command-line flags > environment > TOML file (`--config`) > defaults.
+//! [`Config::load`] is the one function that turns raw strings into typed values; an invalid
+//! value stops start-up with one line naming the setting, the value and what is allowed.
+//! This is the only module that reads the process environment for settings.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// One documented setting.
+pub struct Setting {
+    /// Key in the TOML file and for `--set KEY=VALUE`.
+    pub key: &'static str,
+    /// Environment variables, first match wins.
+    pub env: &'static [&'static str],
+    /// Default value, as text ("" = unset).
+    pub default: &'static str,
+    /// Masked in `check-config`; also read from `<ENV>_FILE`.
+    pub secret: bool,
+    pub doc: &'static str,
+}
+
+macro_rules! s {
+    ($key:literal, [$($env:literal),*], $default:literal, $doc:literal) => {
+        Setting { key: $key, env: &[$($env),*], default: $default, secret: false, doc: $doc }
+    };
+    (secret $key:literal, [$($env:literal),*], $default:literal, $doc:literal) => {
+        Setting { key: $key, env: &[$($env),*], default: $default, secret: true, doc: $doc }
+    };
+}
+
+pub const SETTINGS: &[Setting] = &[
+    s!(
+        "env",
+        ["A2A_ENV", "NODE_ENV"],
+        "development",
+        "`development` or `production`. Production logs JSON and refuses unsafe listeners."
+    ),
+    s!(
+        "data_dir",
+        ["A2A_DATA_DIR"],
+        "data/state",
+        "State directory: the embedded store file and the working directory of process agents."
+    ),
+    s!(
+        "catalog_dir",
+        ["A2A_CATALOG_DIR"],
+        "data/catalog",
+        "Directory of catalog TOML files (agents) loaded at start-up."
+    ),
+    s!(
+        "store",
+        ["A2A_STORE"],
+        "redb",
+        "Storage backend: `redb` (embedded, default)."
+    ),
+    s!(
+        "stream_host",
+        ["STREAM_HOST"],
+        "127.0.0.1",
+        "Address of the public API listener (MCP, WebSocket, REST)."
+    ),
+    s!(
+        "stream_port",
+        ["STREAM_PORT"],
+        "8787",
+        "Port of the public API listener; 0 picks a free port."
+    ),
+    s!(
+        "metrics_host",
+        ["METRICS_HOST"],
+        "127.0.0.1",
+        "Address of the operations listener (/healthz, /readyz, /metrics)."
+    ),
+    s!(
+        "metrics_port",
+        ["METRICS_PORT"],
+        "3000",
+        "Port of the operations listener; 0 picks a free port."
+    ),
+    s!(
+        "public_url",
+        ["A2A_PUBLIC_URL"],
+        "",
+        "Base URL clients use to reach the API listener (for streamUrl); default: the bound address."
+    ),
+    s!(secret "stream_token", ["STREAM_TOKEN"], "",
+       "Shared token required on /stream and the SSE event endpoint when set (Bearer or token=)."),
+    s!(
+        "enable_streaming",
+        ["ENABLE_STREAMING"],
+        "true",
+        "Serve the WebSocket/SSE streams. In `stdio` mode `false` starts no listener at all."
+    ),
+    s!(
+        "max_concurrency",
+        ["MAX_CONCURRENCY"],
+        "50",
+        "Requests running at once, over all agents (an agent's max_concurrency can only lower it)."
+    ),
+    s!(
+        "max_queue_size",
+        ["MAX_QUEUE_SIZE"],
+        "10000",
+        "Requests waiting for a slot; beyond it invocations fail with queue_full."
+    ),
+    s!(
+        "max_subs_per_request",
+        ["MAX_SUBS_PER_REQUEST"],
+        "16",
+        "Concurrent stream subscribers per request."
+    ),
+    s!(
+        "idemp_ttl_ms",
+        ["IDEMP_TTL_MS"],
+        "900000",
+        "How long an idempotency key is remembered, in milliseconds."
+    ),
+    s!(
+        "retention",
+        ["A2A_RETENTION"],
+        "7d",
+        "How long finished requests and their events are kept (e.g. `7d`, `12h`)."
+    ),
+    s!(
+        "sweep_interval",
+        ["A2A_SWEEP_INTERVAL"],
+        "1m",
+        "How often the retention sweeper runs."
+    ),
+    s!(
+        "log_level",
+        ["LOG_LEVEL"],
+        "info",
+        "Log level or filter (`error`, `warn`, `info`, `debug`, `trace`, or `a2a_mcp=debug,info`)."
+    ),
+    s!(
+        "log_format",
+        ["A2A_LOG_FORMAT"],
+        "auto",
+        "`auto` (JSON in production, text otherwise), `json` or `text`. Logs always go to stderr."
+    ),
+    s!(
+        "allowed_hosts",
+        ["A2A_ALLOWED_HOSTS"],
+        "localhost,127.0.0.1,::1",
+        "Host header values accepted on /mcp (DNS-rebinding protection), comma-separated; the public_url host is added."
+    ),
+    s!(
+        "allowed_origins",
+        ["A2A_ALLOWED_ORIGINS"],
+        "",
+        "Browser Origins accepted on /mcp and /stream besides loopback ones (e.g. `https://app.example.com`)."
+    ),
+    s!(
+        "max_body_bytes",
+        ["A2A_MAX_BODY_BYTES"],
+        "1048576",
+        "Largest accepted request body, in bytes."
+    ),
+    s!(
+        "shutdown_grace",
+        ["A2A_SHUTDOWN_GRACE"],
+        "10s",
+        "On SIGTERM/SIGINT, how long running jobs may finish before they are stopped."
+    ),
+    s!(
+        "max_wait",
+        ["A2A_MAX_WAIT"],
+        "300s",
+        "Upper bound for `invoke_agent` with `wait: true`."
+    ),
+    s!(
+        "ws_heartbeat",
+        ["A2A_WS_HEARTBEAT"],
+        "20s",
+        "WebSocket ping interval; a client silent for three intervals is dropped."
+    ),
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Env {
+    Development,
+    Production,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    Redb,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// The typed configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub env: Env,
+    pub data_dir: PathBuf,
+    pub catalog_dir: PathBuf,
+    pub store: StoreKind,
+    pub stream_host: IpAddr,
+    pub stream_port: u16,
+    pub metrics_host: IpAddr,
+    pub metrics_port: u16,
+    pub public_url: Option<String>,
+    pub stream_token: Option<String>,
+    pub enable_streaming: bool,
+    pub max_concurrency: usize,
+    pub max_queue_size: usize,
+    pub max_subs_per_request: usize,
+    pub idempotency_ttl: Duration,
+    pub retention: Duration,
+    pub sweep_interval: Duration,
+    pub log_level: String,
+    pub log_format: LogFormat,
+    pub allowed_hosts: Vec<String>,
+    pub allowed_origins: Vec<String>,
+    pub max_body_bytes: usize,
+    pub shutdown_grace: Duration,
+    pub max_wait: Duration,
+    pub ws_heartbeat: Duration,
+    /// Where each setting's value came from, for `check-config`.
+    pub provenance: BTreeMap<&'static str, (String, &'static str)>,
+}
+
+/// One-line configuration error naming the setting.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
+/// Inputs to [`Config::load`].
+#[derive(Debug, Default, Clone)]
+pub struct Sources {
+    pub file: Option<PathBuf>,
+    /// Flag values by setting key.
+    pub flags: BTreeMap<String, String>,
+}
+
+fn setting(key: &str) -> Option<&'static Setting> {
+    SETTINGS.iter().find(|s| s.key == key)
+}
+
+fn toml_to_text(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Array(a) => a.iter().map(toml_to_text).collect::<Vec<_>>().join(","),
+        other => other.to_string(),
+    }
+}
+
+struct Raw {
+    values: BTreeMap<&'static str, (String, &'static str)>,
+}
+
+impl Raw {
+    /// The raw value of a setting and the environment name shown in messages.
+    fn get(&self, key: &str) -> (&str, &'static str) {
+        let env_name = setting(key)
+            .map(|s| s.env.first().copied().unwrap_or(s.key))
+            .unwrap_or("");
+        match self.values.get(key) {
+            Some((v, _)) => (v.as_str(), env_name),
+            None => ("", env_name),
+        }
+    }
+
+    fn err(&self, key: &str, allowed: &str) -> ConfigError {
+        let (v, env_name) = self.get(key);
+        ConfigError(format!("{key} ({env_name}) = {v:?}: expected {allowed}"))
+    }
+
+    fn text(&self, key: &str) -> Option<String> {
+        let (v, _) = self.get(key);
+        let v = v.trim();
+        (!v.is_empty()).then(|| v.to_string())
+    }
+
+    fn parse<T: std::str::FromStr>(&self, key: &str, allowed: &str) -> Result<T, ConfigError> {
+        let (v, _) = self.get(key);
+        v.trim().parse().map_err(|_| self.err(key, allowed))
+    }
+
+    fn positive(&self, key: &str) -> Result<usize, ConfigError> {
+        match self.parse::<usize>(key, "a whole number of at least 1")? {
+            0 => Err(self.err(key, "a whole number of at least 1")),
+            n => Ok(n),
+        }
+    }
+
+    fn bool(&self, key: &str) -> Result<bool, ConfigError> {
+        let (v, _) = self.get(key);
+        match v.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" => Ok(false),
+            _ => Err(self.err(key, "true or false")),
+        }
+    }
+
+    fn duration(&self, key: &str) -> Result<Duration, ConfigError> {
+        let (v, _) = self.get(key);
+        humantime::parse_duration(v.trim())
+            .map_err(|_| self.err(key, "a duration such as 500ms, 30s, 5m, 12h or 7d"))
+    }
+
+    fn list(&self, key: &str) -> Vec<String> {
+        let (v, _) = self.get(key);
+        v.split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+}
+
+impl Config {
+    /// Resolves every setting (flags > env > file > defaults) and types it.
+    pub fn load(sources: &Sources) -> Result<Config, ConfigError> {
+        Self::load_with(sources, |name| std::env::var(name).ok())
+    }
+
+    /// Like [`Config::load`] with an explicit environment (for tests).
+    pub fn load_with(
+        sources: &Sources,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let file_table = match &sources.file {
+            Some(p) => read_file(p)?,
+            None => BTreeMap::new(),
+        };
+        for key in sources.flags.keys() {
+            if setting(key).is_none() {
+                return Err(ConfigError(format!(
+                    "unknown setting {key:?} in --set; `a2a-mcp check-config --docs` lists them"
+                )));
+            }
+        }
+        let mut values = BTreeMap::new();
+        for s in SETTINGS {
+            let from_env = || -> Result<Option<(String, &'static str)>, ConfigError> {
+                for name in s.env {
+                    if let Some(v) = env(name) {
+                        return Ok(Some((v, "env")));
+                    }
+                    if s.secret {
+                        let file_var = format!("{name}_FILE");
+                        if let Some(path) = env(&file_var) {
+                            let v = std::fs::read_to_string(&path).map_err(|e| {
+                                ConfigError(format!("{file_var} = {path:?}: cannot read: {e}"))
+                            })?;
+                            return Ok(Some((v.trim().to_string(), "env file")));
+                        }
+                    }
+                }
+                Ok(None)
+            };
+            let v = if let Some(v) = sources.flags.get(s.key) {
+                (v.clone(), "flag")
+            } else if let Some(v) = from_env()? {
+                v
+            } else if let Some(v) = file_table.get(s.key) {
+                (v.clone(), "file")
+            } else {
+                (s.default.to_string(), "default")
+            };
+            values.insert(s.key, v);
+        }
+        let raw = Raw { values };
+
+        let env_kind = match raw.get("env").0.trim() {
+            "production" | "prod" => Env::Production,
+            "development" | "dev" | "test" | "" => Env::Development,
+            _ => return Err(raw.err("env", "development or production")),
+        };
+        let store = match raw.get("store").0.trim() {
+            "redb" | "" => StoreKind::Redb,
+            _ => return Err(raw.err("store", "redb")),
+        };
+        let public_url = raw.text("public_url");
+        if let Some(u) = &public_url
+            && !(u.starts_with("http://") || u.starts_with("https://"))
+        {
+            return Err(raw.err("public_url", "an http:// or https:// URL"));
+        }
+        let log_level = raw.text("log_level").unwrap_or_else(|| "info".into());
+        if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
+            return Err(raw.err(
+                "log_level",
+                "error, warn, info, debug, trace or a tracing filter",
+            ));
+        }
+        let log_format = match raw.get("log_format").0.trim() {
+            "auto" | "" => {
+                if env_kind == Env::Production {
+                    LogFormat::Json
+                } else {
+                    LogFormat::Text
+                }
+            }
+            "json" => LogFormat::Json,
+            "text" => LogFormat::Text,
+            _ => return Err(raw.err("log_format", "auto, json or text")),
+        };
+        let mut allowed_hosts = raw.list("allowed_hosts");
+        if let Some(u) = &public_url
+            && let Some(host) = url_host(u)
+            && !allowed_hosts.contains(&host)
+        {
+            allowed_hosts.push(host);
+        }
+        let max_body_bytes = raw.positive("max_body_bytes")?;
+        if max_body_bytes < 1024 {
+            return Err(raw.err("max_body_bytes", "at least 1024"));
+        }
+        let cfg = Config {
+            env: env_kind,
+            data_dir: PathBuf::from(raw.text("data_dir").unwrap_or_else(|| "data/state".into())),
+            catalog_dir: PathBuf::from(
+                raw.text("catalog_dir")
+                    .unwrap_or_else(|| "data/catalog".into()),
+            ),
+            store,
+            stream_host: raw.parse("stream_host", "an IP address such as 127.0.0.1 or 0.0.0.0")?,
+            stream_port: raw.parse("stream_port", "a port number 0-65535")?,
+            metrics_host: raw
+                .parse("metrics_host", "an IP address such as 127.0.0.1 or 0.0.0.0")?,
+            metrics_port: raw.parse("metrics_port", "a port number 0-65535")?,
+            public_url: public_url.map(|u| u.trim_end_matches('/').to_string()),
+            stream_token: raw.text("stream_token"),
+            enable_streaming: raw.bool("enable_streaming")?,
+            max_concurrency: raw.positive("max_concurrency")?,
+            max_queue_size: raw.positive("max_queue_size")?,
+            max_subs_per_request: raw.positive("max_subs_per_request")?,
+            idempotency_ttl: Duration::from_millis(
+                raw.parse("idemp_ttl_ms", "a number of milliseconds")?,
+            ),
+            retention: raw.duration("retention")?,
+            sweep_interval: raw.duration("sweep_interval")?,
+            log_level,
+            log_format,
+            allowed_hosts,
+            allowed_origins: raw.list("allowed_origins"),
+            max_body_bytes,
+            shutdown_grace: raw.duration("shutdown_grace")?,
+            max_wait: raw.duration("max_wait")?,
+            ws_heartbeat: raw.duration("ws_heartbeat")?,
+            provenance: raw.values,
+        };
+        if cfg.sweep_interval.is_zero() {
+            return Err(ConfigError(
+                "sweep_interval (A2A_SWEEP_INTERVAL) must be longer than 0".into(),
+            ));
+        }
+        if cfg.ws_heartbeat.is_zero() {
+            return Err(ConfigError(
+                "ws_heartbeat (A2A_WS_HEARTBEAT) must be longer than 0".into(),
+            ));
+        }
+        Ok(cfg)
+    }
+
+    pub fn is_production(&self) -> bool {
+        self.env == Env::Production
+    }
+
+    /// The effective configuration, one `key = value  (source)` line each, secrets masked.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        for s in SETTINGS {
+            let (v, src) = self.provenance.get(s.key).cloned().unwrap_or_default();
+            let shown = if s.secret && !v.is_empty() {
+                "********".to_string()
+            } else {
+                v
+            };
+            out.push_str(&format!(
+                "{:<22} = {:<40} ({src})\n",
+                s.key,
+                format!("{shown:?}")
+            ));
+        }
+        out
+    }
+}
+
+/// Host part of an http(s) URL, without port or brackets.
+fn url_host(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if let Some(v6) = authority.strip_prefix('[') {
+        return v6.split_once(']').map(|(h, _)| h.to_string());
+    }
+    Some(authority.split(':').next()?.to_string())
+}
+
+fn read_file(path: &Path) -> Result<BTreeMap<String, String>, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("--config {}: cannot read: {e}", path.display())))?;
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        ConfigError(format!(
+            "--config {}: not valid TOML: {}",
+            path.display(),
+            e.message()
+        ))
+    })?;
+    let mut out = BTreeMap::new();
+    for (k, v) in table {
+        if setting(&k).is_none() {
+            return Err(ConfigError(format!(
+                "--config {}: unknown setting {k:?}; `a2a-mcp check-config --docs` lists them",
+                path.display()
+            )));
+        }
+        out.insert(k, toml_to_text(&v));
+    }
+    Ok(out)
+}
+
+/// `docs/CONFIGURATION.md`, generated from [`SETTINGS`].
+pub fn markdown() -> String {
+    let mut out = String::from(
+        "# Configuration\n\n\
+         Generated from `src/config.rs` by `a2a-mcp check-config --docs`; a test fails when this file drifts.\n\n\
+         Precedence: command-line flags (`--set KEY=VALUE` and the named flags) > environment > \
+         TOML file (`--config FILE`, keys as below) > defaults. Secrets can also be read from a \
+         file named by `<ENV>_FILE`. `a2a-mcp check-config` prints the effective values and where \
+         each came from, with secrets masked.\n\n\
+         | Key | Environment | Default | Meaning |\n|---|---|---|---|\n",
+    );
+    for s in SETTINGS {
+        let env = s
+            .env
+            .iter()
+            .map(|e| format!("`{e}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let default = if s.default.is_empty() {
+            "(unset)".to_string()
+        } else {
+            format!("`{}`", s.default)
+        };
+        out.push_str(&format!(
+            "| `{}` | {env} | {default} | {} |\n",
+            s.key, s.doc
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(env: &[(&str, &str)], flags: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let env: BTreeMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let sources = Sources {
+            file: None,
+            flags: flags
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        Config::load_with(&sources, |k| env.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = load(&[], &[]).unwrap();
+        assert_eq!(c.stream_port, 8787);
+        assert_eq!(c.metrics_port, 3000);
+        assert_eq!(c.max_concurrency, 50);
+        assert_eq!(c.max_queue_size, 10_000);
+        assert_eq!(c.idempotency_ttl, Duration::from_secs(900));
+        assert_eq!(c.retention, Duration::from_secs(7 * 86_400));
+        assert_eq!(c.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn flags_beat_env_and_node_env_is_an_alias() {
+        let c = load(
+            &[("STREAM_PORT", "9000"), ("NODE_ENV", "production")],
+            &[("stream_port", "9100")],
+        )
+        .unwrap();
+        assert_eq!(c.stream_port, 9100);
+        assert_eq!(c.env, Env::Production);
+        assert_eq!(c.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        let e = load(&[("STREAM_PORT", "eighty")], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("stream_port") && e.contains("STREAM_PORT") && e.contains("eighty"),
+            "{e}"
+        );
+        let e = load(&[("MAX_CONCURRENCY", "0")], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("MAX_CONCURRENCY"), "{e}");
+        let e = load(&[("A2A_RETENTION", "forever")], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("A2A_RETENTION"), "{e}");
+    }
+
+    #[test]
+    fn url_host_parses() {
+        assert_eq!(
+            url_host("https://hub.example.com:8443/x").as_deref(),
+            Some("hub.example.com")
+        );
+        assert_eq!(url_host("http://[::1]:80").as_deref(), Some("::1"));
+    }
+}

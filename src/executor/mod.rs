@@ -1,0 +1,93 @@
+//! Executors run one invocation of an agent capability.
+//!
+//! An executor gets a narrow [`ExecContext`] (ids, a cancellation token, a deadline) and an
+//! [`OutputSink`] for chunks; it returns the final result or an error. It never touches the
+//! store or the bus: the hub's job pump persists and publishes what the sink receives.
+//!
+//! Cancellation: the hub cancels `ctx.cancel` and then drops the executor's future. An
+//! executor that owns external resources (a child process, a remote task) must release them
+//! in both cases — on the token for a clean stop, and in a `Drop` guard for the dropped
+//! future. Remote kinds (`a2a`, `http`, `mcp`) fit the same trait: they stream chunks into
+//! the sink and forward cancellation to their peer.
+
+pub mod builtin;
+pub mod process;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::model::{AgentSpec, ExecutorSpec};
+
+/// What an executor may know about the invocation it runs.
+#[derive(Clone, Debug)]
+pub struct ExecContext {
+    pub request_id: String,
+    pub agent_id: String,
+    pub capability: String,
+    pub session_id: Option<String>,
+    pub parent_id: Option<String>,
+    pub attempt: u32,
+    pub cancel: CancellationToken,
+}
+
+/// Where an executor sends its output chunks (JSON values, usually strings).
+#[derive(Clone)]
+pub struct OutputSink {
+    tx: mpsc::Sender<Value>,
+}
+
+impl OutputSink {
+    pub fn channel(capacity: usize) -> (Self, mpsc::Receiver<Value>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        (Self { tx }, rx)
+    }
+
+    /// Sends one chunk. Waits when the hub is behind (backpressure); returns false once the
+    /// request is over and nobody reads chunks any more.
+    pub async fn chunk(&self, content: Value) -> bool {
+        self.tx.send(content).await.is_ok()
+    }
+}
+
+/// Why an execution failed. The message is shown to the caller as the request's error.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ExecError {
+    #[error("{0}")]
+    Failed(String),
+    #[error("timed out after {0} ms")]
+    Timeout(u64),
+    #[error("canceled")]
+    Canceled,
+}
+
+#[async_trait]
+pub trait Executor: Send + Sync {
+    async fn run(
+        &self,
+        ctx: ExecContext,
+        input: Value,
+        out: OutputSink,
+    ) -> Result<Value, ExecError>;
+}
+
+/// Settings executors need from the server configuration.
+#[derive(Clone, Debug)]
+pub struct ExecutorEnv {
+    /// Base for relative program paths (the catalog directory).
+    pub catalog_dir: PathBuf,
+    /// Default working directory of process agents.
+    pub work_dir: PathBuf,
+}
+
+/// Builds the executor of an agent definition.
+pub fn build(spec: &AgentSpec, env: &ExecutorEnv) -> Result<Arc<dyn Executor>, String> {
+    match &spec.executor {
+        ExecutorSpec::Builtin { name } => builtin::build(name),
+        ExecutorSpec::Process(p) => Ok(Arc::new(process::ProcessExecutor::new(p.clone(), env)?)),
+    }
+}

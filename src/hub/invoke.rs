@@ -1,0 +1,348 @@
+//! Accepting invocations: validation, idempotency, admission to the bounded queue, handoffs
+//! and cancellation.
+//!
+//! Idempotency keys are scoped to the caller (hash of principal id and key) and bound to a
+//! hash of (agent, capability, canonical input). Same key and same arguments return the same
+//! request, also after a restart; same key and other arguments is an error. The key record is
+//! committed in the same batch as the request, so one never exists without the other. A
+//! refused invocation (queue full, validation error) writes nothing and remembers nothing.
+
+use std::hash::{Hash, Hasher};
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::{Hub, request_not_found, session_not_found};
+use crate::error::{ErrorCode, HubError, HubResult};
+use crate::metrics;
+use crate::model::{
+    Event, EventKind, IdempotencyRecord, Principal, RequestRecord, RequestState, new_id, now_ms,
+};
+use crate::store::Op;
+
+/// Arguments of [`Hub::invoke`].
+#[derive(Debug, Clone, Default)]
+pub struct InvokeArgs {
+    pub agent_id: String,
+    pub capability: Option<String>,
+    pub input: Value,
+    pub session_id: Option<String>,
+    pub idempotency_key: Option<String>,
+}
+
+/// Arguments of [`Hub::handoff`].
+#[derive(Debug, Clone, Default)]
+pub struct HandoffArgs {
+    pub parent_id: String,
+    pub agent_id: String,
+    pub capability: Option<String>,
+    pub input: Value,
+    pub idempotency_key: Option<String>,
+}
+
+const MAX_IDEMPOTENCY_KEY: usize = 256;
+
+/// JSON with object keys sorted at every level, so equal values hash equally.
+fn canonical_json(v: &Value) -> String {
+    fn write(v: &Value, out: &mut String) {
+        match v {
+            Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                out.push('{');
+                for (i, k) in keys.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&Value::String((*k).clone()).to_string());
+                    out.push(':');
+                    write(&m[*k], out);
+                }
+                out.push('}');
+            }
+            Value::Array(a) => {
+                out.push('[');
+                for (i, x) in a.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write(x, out);
+                }
+                out.push(']');
+            }
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    let mut s = String::new();
+    write(v, &mut s);
+    s
+}
+
+fn sha256_hex(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p.as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
+impl Hub {
+    /// Accepts an invocation: returns the request once it is durably recorded and queued.
+    pub async fn invoke(
+        &self,
+        principal: &Principal,
+        args: InvokeArgs,
+    ) -> HubResult<RequestRecord> {
+        self.create_request(principal, args, None).await
+    }
+
+    /// Hands work from a request to another agent: a new request in the parent's session,
+    /// linked to the parent.
+    pub async fn handoff(
+        &self,
+        principal: &Principal,
+        args: HandoffArgs,
+    ) -> HubResult<RequestRecord> {
+        let parent = self
+            .inner
+            .store
+            .get_request(&args.parent_id)
+            .await?
+            .ok_or_else(|| request_not_found(&args.parent_id))?;
+        self.create_request(
+            principal,
+            InvokeArgs {
+                agent_id: args.agent_id,
+                capability: args.capability,
+                input: args.input,
+                session_id: parent.session_id.clone(),
+                idempotency_key: args.idempotency_key,
+            },
+            Some(parent.id),
+        )
+        .await
+    }
+
+    async fn create_request(
+        &self,
+        principal: &Principal,
+        args: InvokeArgs,
+        parent_id: Option<String>,
+    ) -> HubResult<RequestRecord> {
+        let result = self.create_request_inner(principal, args, parent_id).await;
+        if let Err(e) = &result {
+            metrics::REQUESTS_REJECTED
+                .with_label_values(&[e.code.name()])
+                .inc();
+        }
+        result
+    }
+
+    async fn create_request_inner(
+        &self,
+        principal: &Principal,
+        args: InvokeArgs,
+        parent_id: Option<String>,
+    ) -> HubResult<RequestRecord> {
+        let agent = self.agent(&args.agent_id)?;
+        if !agent.spec.enabled {
+            return Err(HubError::new(
+                ErrorCode::AgentDisabled,
+                format!(
+                    "agent {:?} is disabled; enable_agent turns it back on",
+                    args.agent_id
+                ),
+            ));
+        }
+        let capability = agent
+            .resolve_capability(args.capability.as_deref())?
+            .name
+            .clone();
+        agent.validate_input(&capability, &args.input)?;
+        if let Some(s) = &args.session_id {
+            let session = self
+                .inner
+                .store
+                .get_session(s)
+                .await?
+                .ok_or_else(|| session_not_found(s))?;
+            if session.closed_at.is_some() {
+                return Err(HubError::new(
+                    ErrorCode::SessionClosed,
+                    format!("session {s:?} is closed; open a new session"),
+                ));
+            }
+        }
+        let input_text = canonical_json(&args.input);
+
+        // Idempotency: serialise callers of the same scope.
+        let idem = match &args.idempotency_key {
+            Some(key) => {
+                if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY {
+                    return Err(HubError::new(
+                        ErrorCode::InvalidParams,
+                        format!("idempotencyKey must be 1-{MAX_IDEMPOTENCY_KEY} characters"),
+                    ));
+                }
+                let scope = sha256_hex(&[&principal.id, key]);
+                let args_hash = sha256_hex(&[&agent.spec.id, &capability, &input_text]);
+                Some((key.clone(), scope, args_hash))
+            }
+            None => None,
+        };
+        let _idem_guard = match &idem {
+            Some((_, scope, _)) => {
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                scope.hash(&mut h);
+                let i = (h.finish() as usize) % self.inner.idem_locks.len();
+                Some(self.inner.idem_locks[i].lock().await)
+            }
+            None => None,
+        };
+        let now = now_ms();
+        if let Some((_, scope, args_hash)) = &idem
+            && let Some(existing) = self.inner.store.get_idempotency(scope).await?
+            && existing.expires_at > now
+        {
+            if &existing.args_hash != args_hash {
+                return Err(HubError::new(
+                    ErrorCode::IdempotencyConflict,
+                    "this idempotencyKey was already used with different arguments; use a new key for a different invocation",
+                ));
+            }
+            if let Some(rec) = self.inner.store.get_request(&existing.request_id).await? {
+                return Ok(rec);
+            }
+        }
+
+        // Admission: a slot in the bounded queue, taken before anything is written.
+        self.inner.sched.lock().reserve()?;
+        let rec = RequestRecord {
+            id: new_id(),
+            agent_id: agent.spec.id.clone(),
+            capability,
+            input: input_text,
+            session_id: args.session_id,
+            parent_id,
+            idempotency_key: idem.as_ref().map(|(k, _, _)| k.clone()),
+            principal: principal.id.clone(),
+            state: RequestState::Queued,
+            created_at: now,
+            started_at: None,
+            finished_at: None,
+            result: None,
+            error: None,
+            attempts: 0,
+        };
+        let mut ops = vec![Op::PutRequest(rec.clone())];
+        if let Some((_, scope, args_hash)) = idem {
+            ops.push(Op::PutIdempotency(IdempotencyRecord {
+                scope,
+                request_id: rec.id.clone(),
+                args_hash,
+                expires_at: now + self.inner.cfg.idempotency_ttl.as_millis() as i64,
+            }));
+        }
+        if let Err(e) = self.inner.store.write(ops).await {
+            self.inner.sched.lock().unreserve();
+            return Err(e.into());
+        }
+        metrics::REQUESTS_CREATED
+            .with_label_values(&[&rec.agent_id])
+            .inc();
+        self.enqueue(rec.clone(), 1, true);
+        Ok(rec)
+    }
+
+    /// Cancels a queued or running request. A running job is stopped (its executor dropped,
+    /// a process group killed) and the request ends `canceled`. Returns the final record.
+    pub async fn cancel(
+        &self,
+        principal: &Principal,
+        id: &str,
+        reason: Option<String>,
+    ) -> HubResult<RequestRecord> {
+        let rec = self.get_status(principal, id).await?;
+        if rec.state.is_terminal() {
+            return Err(HubError::new(
+                ErrorCode::NotCancelable,
+                format!(
+                    "request {id:?} has already finished ({}); nothing to cancel",
+                    rec.state.as_str()
+                ),
+            ));
+        }
+        let reason = reason.unwrap_or_else(|| format!("canceled by {}", principal.id));
+        // Still queued? Then nobody else writes its state: take it out and finish it here.
+        let queued = self.inner.sched.lock().remove_queued(id);
+        if let Some(job) = queued {
+            return self
+                .finish_unstarted(job.record, job.next_seq, reason)
+                .await;
+        }
+        let control = self.inner.jobs.lock().get(id).cloned();
+        match control {
+            Some(control) => {
+                control.request_cancel(reason);
+                match tokio::time::timeout(std::time::Duration::from_secs(30), control.finished())
+                    .await
+                {
+                    Ok(Some(rec)) => Ok(rec),
+                    _ => self.get_status(principal, id).await,
+                }
+            }
+            // Not queued and no pump: it finished in the meantime (the queue lock and the
+            // running-jobs map change together, so there is no gap in between).
+            None => self.get_status(principal, id).await,
+        }
+    }
+
+    /// Ends a request that never started (canceled while queued, or failed at dispatch).
+    pub(super) async fn finish_unstarted(
+        &self,
+        mut rec: RequestRecord,
+        seq: u64,
+        reason: String,
+    ) -> HubResult<RequestRecord> {
+        let now = now_ms();
+        rec.state = RequestState::Canceled;
+        rec.finished_at = Some(now);
+        rec.error = Some(reason.clone());
+        let ev = Event {
+            request_id: rec.id.clone(),
+            seq,
+            ts: now,
+            kind: EventKind::Canceled(reason),
+        };
+        self.inner
+            .store
+            .write(vec![
+                Op::AppendEvent(ev.clone()),
+                Op::PutRequest(rec.clone()),
+            ])
+            .await?;
+        self.record_finished(&rec);
+        self.publish(ev);
+        Ok(rec)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_json_sorts_keys_recursively() {
+        let a = serde_json::json!({"b": 1, "a": {"d": [1, {"z": 1, "y": 2}], "c": "x"}});
+        assert_eq!(
+            canonical_json(&a),
+            r#"{"a":{"c":"x","d":[1,{"y":2,"z":1}]},"b":1}"#
+        );
+    }
+
+    #[test]
+    fn hashes_are_length_prefixed() {
+        assert_ne!(sha256_hex(&["ab", "c"]), sha256_hex(&["a", "bc"]));
+    }
+}

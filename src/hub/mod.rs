@@ -1,0 +1,467 @@
+//! The hub core: every behaviour of the product lives here, behind a typed API.
+//!
+//! Transports (`api/`) parse, authorise, call one `Hub` method and render the answer; they
+//! hold no rules. The hub owns the agent registry, sessions, invocation (validation,
+//! idempotency, the bounded queue, concurrency limits), the job pump that persists and then
+//! publishes stream events, cancellation, handoffs, restart recovery and the retention
+//! sweeper.
+//!
+//! Durability model: `invoke` returns only after the request record is committed; every stream
+//! event is committed before it is published on the bus; a request's terminal state and its
+//! terminal event are committed together. The job pump of a running request is the only
+//! writer of that request's state, which is what makes a canceled job stay canceled.
+
+mod invoke;
+pub mod registry;
+mod scheduler;
+mod stream;
+mod sweeper;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use invoke::{HandoffArgs, InvokeArgs};
+pub use registry::AgentEntry;
+pub use stream::EventStream;
+
+use crate::bus::Bus;
+use crate::error::{ErrorCode, HubError, HubResult};
+use crate::executor::ExecutorEnv;
+use crate::model::{AgentSpec, Principal, RequestRecord, SessionRecord, now_ms, rfc3339};
+use crate::store::{DynStore, Op, StoreCounts};
+use crate::{metrics, model};
+
+use registry::Registry;
+use scheduler::{JobControl, Sched};
+
+/// Settings the hub core needs (a slice of the server configuration).
+#[derive(Clone, Debug)]
+pub struct HubConfig {
+    pub max_concurrency: usize,
+    pub max_queue_size: usize,
+    pub idempotency_ttl: Duration,
+    pub retention: Duration,
+    pub sweep_interval: Duration,
+    pub max_wait: Duration,
+    pub executor_env: ExecutorEnv,
+}
+
+/// A cheap, cloneable handle to the hub.
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<HubInner>,
+}
+
+pub(crate) struct HubInner {
+    cfg: HubConfig,
+    store: DynStore,
+    bus: Bus,
+    registry: Registry,
+    /// Serialises registry changes so the store and the in-memory map change in the same order.
+    registry_lock: tokio::sync::Mutex<()>,
+    sched: Mutex<Sched>,
+    jobs: Mutex<HashMap<String, Arc<JobControl>>>,
+    idem_locks: Vec<tokio::sync::Mutex<()>>,
+    tracker: TaskTracker,
+    /// Cancelled at shutdown after the grace period: pumps stop without writing a terminal state
+    /// (the restart's interrupt policy then applies).
+    hard_stop: CancellationToken,
+    /// Cancelled when shutdown begins: background workers stop.
+    stopping: CancellationToken,
+    workers: Mutex<BTreeMap<&'static str, WorkerStatus>>,
+    started_at: i64,
+    ready: AtomicBool,
+}
+
+/// Status of a named background worker, for `/api/agent?action=status`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerStatus {
+    pub name: &'static str,
+    pub state: &'static str,
+    pub runs: u64,
+    pub errors: u64,
+    pub last_run: Option<String>,
+    pub last_error: Option<String>,
+}
+
+/// Queue and agent statistics.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Stats {
+    pub queued: usize,
+    pub running: usize,
+    pub max_concurrency: usize,
+    pub max_queue_size: usize,
+    pub agents_total: usize,
+    pub agents_enabled: usize,
+    pub live_channels: usize,
+    pub store_backend: &'static str,
+    pub uptime_seconds: i64,
+    pub per_agent: BTreeMap<String, AgentLoad>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentLoad {
+    pub queued: usize,
+    pub running: usize,
+}
+
+impl Hub {
+    /// Opens the hub on an opened store: merges the catalog, recovers unfinished requests and
+    /// starts the background workers.
+    pub async fn start(cfg: HubConfig, store: DynStore, catalog: Vec<AgentSpec>) -> HubResult<Hub> {
+        metrics::init();
+        let stored = store.list_agents().await?;
+        let (entries, ops) = registry::merge_catalog(catalog, stored, &cfg.executor_env)?;
+        store.write(ops).await?;
+        let registry = Registry::default();
+        for e in entries {
+            registry.insert(e);
+        }
+        let inner = Arc::new(HubInner {
+            idem_locks: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
+            sched: Mutex::new(Sched::new(cfg.max_concurrency, cfg.max_queue_size)),
+            cfg,
+            store,
+            bus: Bus::new(),
+            registry,
+            registry_lock: tokio::sync::Mutex::new(()),
+            jobs: Mutex::new(HashMap::new()),
+            tracker: TaskTracker::new(),
+            hard_stop: CancellationToken::new(),
+            stopping: CancellationToken::new(),
+            workers: Mutex::new(BTreeMap::new()),
+            started_at: now_ms(),
+            ready: AtomicBool::new(false),
+        });
+        let hub = Hub { inner };
+        hub.refresh_agent_metrics();
+        hub.recover().await?;
+        sweeper::spawn(hub.clone());
+        hub.inner.ready.store(true, Ordering::SeqCst);
+        Ok(hub)
+    }
+
+    pub fn config(&self) -> &HubConfig {
+        &self.inner.cfg
+    }
+
+    /// True once start-up (catalog, recovery) has finished and until shutdown begins.
+    pub fn is_ready(&self) -> bool {
+        self.inner.ready.load(Ordering::SeqCst)
+    }
+
+    pub fn store_backend(&self) -> &'static str {
+        self.inner.store.backend()
+    }
+
+    /// Store liveness, for `/healthz` and `/readyz`.
+    pub async fn store_ping(&self) -> HubResult<()> {
+        self.inner.store.ping().await.map_err(HubError::from)
+    }
+
+    pub async fn store_counts(&self) -> HubResult<StoreCounts> {
+        self.inner.store.counts().await.map_err(HubError::from)
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Agents
+
+    /// Agents in id order; disabled ones only when asked.
+    pub fn list_agents(&self, include_disabled: bool) -> Vec<Arc<AgentEntry>> {
+        self.inner
+            .registry
+            .all()
+            .into_iter()
+            .filter(|a| include_disabled || a.spec.enabled)
+            .collect()
+    }
+
+    pub fn agent(&self, id: &str) -> HubResult<Arc<AgentEntry>> {
+        self.inner
+            .registry
+            .get(id)
+            .ok_or_else(|| agent_not_found(id))
+    }
+
+    /// Registers a new agent at run time (persisted; wins over the catalog from now on).
+    pub async fn deploy_agent(
+        &self,
+        _principal: &Principal,
+        spec: AgentSpec,
+        replace: bool,
+    ) -> HubResult<Arc<AgentEntry>> {
+        let _g = self.inner.registry_lock.lock().await;
+        if !replace && self.inner.registry.get(&spec.id).is_some() {
+            return Err(HubError::new(
+                ErrorCode::AgentExists,
+                format!(
+                    "agent {:?} already exists; use update_agent, or deploy with replace=true",
+                    spec.id
+                ),
+            ));
+        }
+        self.put_agent(spec).await
+    }
+
+    /// Applies a JSON merge patch (RFC 7396) to an agent's definition.
+    pub async fn update_agent(
+        &self,
+        _principal: &Principal,
+        id: &str,
+        patch: &Value,
+    ) -> HubResult<Arc<AgentEntry>> {
+        let _g = self.inner.registry_lock.lock().await;
+        let current = self.agent(id)?;
+        let mut doc = serde_json::to_value(&current.spec).map_err(HubError::internal)?;
+        registry::merge_patch(&mut doc, patch);
+        if doc.get("id").and_then(Value::as_str) != Some(id) {
+            return Err(HubError::new(
+                ErrorCode::InvalidParams,
+                "an agent's id cannot be changed; deploy a new agent and remove the old one",
+            ));
+        }
+        let spec: AgentSpec = serde_json::from_value(doc).map_err(|e| {
+            HubError::new(
+                ErrorCode::InvalidParams,
+                format!("the updated definition of {id:?} is not valid: {e}"),
+            )
+        })?;
+        self.put_agent(spec).await
+    }
+
+    pub async fn set_agent_enabled(
+        &self,
+        principal: &Principal,
+        id: &str,
+        enabled: bool,
+    ) -> HubResult<Arc<AgentEntry>> {
+        self.update_agent(principal, id, &json!({ "enabled": enabled }))
+            .await
+    }
+
+    async fn put_agent(&self, spec: AgentSpec) -> HubResult<Arc<AgentEntry>> {
+        let (entry, op) = registry::deploy_op(spec, &self.inner.cfg.executor_env)?;
+        self.inner.store.write(vec![op]).await?;
+        let id = entry.spec.id.clone();
+        self.inner.registry.insert(entry);
+        self.refresh_agent_metrics();
+        self.agent(&id)
+    }
+
+    /// Removes an agent. A catalog agent stays removed across restarts (a tombstone).
+    pub async fn remove_agent(&self, _principal: &Principal, id: &str) -> HubResult<()> {
+        let _g = self.inner.registry_lock.lock().await;
+        let current = self.agent(id)?;
+        let op = registry::remove_op(&current);
+        self.inner.store.write(vec![op]).await?;
+        self.inner.registry.remove(id);
+        self.refresh_agent_metrics();
+        Ok(())
+    }
+
+    fn refresh_agent_metrics(&self) {
+        let (total, enabled) = self.inner.registry.counts();
+        metrics::AGENTS_TOTAL.set(total as i64);
+        metrics::AGENTS_ENABLED.set(enabled as i64);
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Sessions
+
+    pub async fn open_session(
+        &self,
+        principal: &Principal,
+        agent_id: Option<String>,
+        metadata: Value,
+    ) -> HubResult<SessionRecord> {
+        if let Some(a) = &agent_id {
+            self.agent(a)?;
+        }
+        let rec = SessionRecord {
+            id: model::new_id(),
+            principal: principal.id.clone(),
+            agent_id,
+            metadata: metadata.to_string(),
+            created_at: now_ms(),
+            closed_at: None,
+        };
+        self.inner
+            .store
+            .write(vec![Op::PutSession(rec.clone())])
+            .await?;
+        Ok(rec)
+    }
+
+    pub async fn get_session(&self, id: &str) -> HubResult<SessionRecord> {
+        self.inner
+            .store
+            .get_session(id)
+            .await?
+            .ok_or_else(|| session_not_found(id))
+    }
+
+    /// Closes a session: no new requests may join it. Running requests are not affected.
+    pub async fn close_session(
+        &self,
+        _principal: &Principal,
+        id: &str,
+    ) -> HubResult<SessionRecord> {
+        let mut rec = self.get_session(id).await?;
+        if rec.closed_at.is_none() {
+            rec.closed_at = Some(now_ms());
+            self.inner
+                .store
+                .write(vec![Op::PutSession(rec.clone())])
+                .await?;
+        }
+        Ok(rec)
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Requests
+
+    pub async fn get_status(&self, _principal: &Principal, id: &str) -> HubResult<RequestRecord> {
+        self.inner
+            .store
+            .get_request(id)
+            .await?
+            .ok_or_else(|| request_not_found(id))
+    }
+
+    pub async fn list_requests(
+        &self,
+        filter: &crate::store::RequestFilter,
+    ) -> HubResult<Vec<RequestRecord>> {
+        Ok(self.inner.store.list_requests(filter).await?)
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Statistics and lifecycle
+
+    pub fn stats(&self) -> Stats {
+        let (agents_total, agents_enabled) = self.inner.registry.counts();
+        let sched = self.inner.sched.lock();
+        let mut per_agent: BTreeMap<String, AgentLoad> = BTreeMap::new();
+        for (agent, q) in sched.queues() {
+            per_agent.entry(agent.clone()).or_default().queued = q;
+        }
+        for (agent, r) in sched.running_per_agent() {
+            per_agent.entry(agent.clone()).or_default().running = r;
+        }
+        Stats {
+            queued: sched.queued(),
+            running: sched.running(),
+            max_concurrency: self.inner.cfg.max_concurrency,
+            max_queue_size: self.inner.cfg.max_queue_size,
+            agents_total,
+            agents_enabled,
+            live_channels: self.inner.bus.channels(),
+            store_backend: self.inner.store.backend(),
+            uptime_seconds: (now_ms() - self.inner.started_at) / 1000,
+            per_agent,
+        }
+    }
+
+    pub fn workers(&self) -> Vec<WorkerStatus> {
+        self.inner.workers.lock().values().cloned().collect()
+    }
+
+    pub(crate) fn worker_update(&self, name: &'static str, f: impl FnOnce(&mut WorkerStatus)) {
+        let mut map = self.inner.workers.lock();
+        let w = map.entry(name).or_insert_with(|| WorkerStatus {
+            name,
+            state: "idle",
+            runs: 0,
+            errors: 0,
+            last_run: None,
+            last_error: None,
+        });
+        f(w);
+    }
+
+    /// Stops accepting work, lets running jobs finish for up to `grace`, then stops the rest
+    /// without marking them (the interrupt policy applies at the next start) and closes the
+    /// store. Queued requests stay queued and run after the restart.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.inner.ready.store(false, Ordering::SeqCst);
+        self.inner.stopping.cancel();
+        self.inner.sched.lock().stop_accepting();
+        self.inner.tracker.close();
+        if tokio::time::timeout(grace, self.inner.tracker.wait())
+            .await
+            .is_err()
+        {
+            let n = self.inner.sched.lock().running();
+            tracing::warn!(
+                running = n,
+                "grace period over; stopping the remaining jobs (they follow the interrupt policy at the next start)"
+            );
+            self.inner.hard_stop.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(5), self.inner.tracker.wait()).await;
+        }
+        if let Err(e) = self.inner.store.close().await {
+            tracing::error!("closing the store failed: {e}");
+        }
+    }
+}
+
+/// The JSON view of a request shared by every transport.
+pub fn request_view(rec: &RequestRecord) -> Value {
+    let parse = |s: &Option<String>| {
+        s.as_deref()
+            .map(|t| serde_json::from_str::<Value>(t).unwrap_or(Value::Null))
+    };
+    let mut v = json!({
+        "requestId": rec.id,
+        "agentId": rec.agent_id,
+        "capability": rec.capability,
+        "status": rec.state.as_str(),
+        "sessionId": rec.session_id,
+        "parentId": rec.parent_id,
+        "createdAt": rfc3339(rec.created_at),
+        "startedAt": rec.started_at.map(rfc3339),
+        "finishedAt": rec.finished_at.map(rfc3339),
+        "attempts": rec.attempts,
+    });
+    if let Value::Object(m) = &mut v {
+        if let Some(r) = parse(&rec.result) {
+            m.insert("result".into(), r);
+        }
+        if let Some(e) = &rec.error {
+            m.insert("error".into(), Value::String(e.clone()));
+        }
+        if let Some(k) = &rec.idempotency_key {
+            m.insert("idempotencyKey".into(), Value::String(k.clone()));
+        }
+    }
+    v
+}
+
+fn agent_not_found(id: &str) -> HubError {
+    HubError::new(
+        ErrorCode::AgentNotFound,
+        format!("no agent {id:?}; list_agents shows the registered agents"),
+    )
+}
+
+fn request_not_found(id: &str) -> HubError {
+    HubError::new(
+        ErrorCode::RequestNotFound,
+        format!("no request {id:?} (unknown, or removed by retention)"),
+    )
+}
+
+fn session_not_found(id: &str) -> HubError {
+    HubError::new(ErrorCode::SessionNotFound, format!("no session {id:?}"))
+}

@@ -1,0 +1,569 @@
+//! The bounded queue, concurrency limits, the job pump and restart recovery.
+//!
+//! Queue: one FIFO per agent plus a global ticket, so the oldest runnable request goes first
+//! and a saturated agent does not block the others. Admission reserves a slot before the
+//! request is written, so `MAX_QUEUE_SIZE` is never exceeded and a refused request leaves no
+//! trace. Dispatch happens inline whenever a request is queued or a job ends; the queue
+//! lock and the running-jobs map change together, so a request is always either queued or
+//! owned by exactly one pump.
+//!
+//! The pump of a running job is the only writer of that request's state. It persists chunks
+//! in batches (whatever arrived during the previous commit) and publishes them after the
+//! commit; it commits the terminal state and terminal event together; on cancel it drops the
+//! executor (which kills a process group) and the request ends `canceled`, never anything else.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use serde_json::Value;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::Hub;
+use crate::error::{ErrorCode, HubError, HubResult};
+use crate::executor::{ExecContext, ExecError, OutputSink};
+use crate::metrics;
+use crate::model::{Event, EventKind, InterruptPolicy, RequestRecord, RequestState, now_ms};
+use crate::store::Op;
+
+/// Chunks buffered between an executor and its pump.
+const SINK_CAPACITY: usize = 256;
+
+pub(super) struct QueuedJob {
+    pub record: RequestRecord,
+    /// The `seq` of the next event of this request.
+    pub next_seq: u64,
+    ticket: u64,
+}
+
+/// Control handle of a running job.
+pub(super) struct JobControl {
+    cancel: CancellationToken,
+    reason: Mutex<Option<String>>,
+    done: watch::Sender<Option<RequestRecord>>,
+}
+
+impl JobControl {
+    fn new() -> Self {
+        Self {
+            cancel: CancellationToken::new(),
+            reason: Mutex::new(None),
+            done: watch::channel(None).0,
+        }
+    }
+
+    pub fn request_cancel(&self, reason: String) {
+        self.reason.lock().get_or_insert(reason);
+        self.cancel.cancel();
+    }
+
+    /// Waits for the pump to commit the terminal state; `None` if the pump stopped without one
+    /// (server shutdown).
+    pub async fn finished(&self) -> Option<RequestRecord> {
+        let mut rx = self.done.subscribe();
+        loop {
+            if let Some(r) = rx.borrow_and_update().clone() {
+                return Some(r);
+            }
+            if rx.changed().await.is_err() {
+                return None;
+            }
+        }
+    }
+}
+
+pub(super) struct Sched {
+    max_concurrency: usize,
+    max_queue: usize,
+    queues: HashMap<String, VecDeque<QueuedJob>>,
+    queued: usize,
+    reserved: usize,
+    running: usize,
+    running_per_agent: HashMap<String, usize>,
+    next_ticket: u64,
+    accepting: bool,
+}
+
+impl Sched {
+    pub fn new(max_concurrency: usize, max_queue: usize) -> Self {
+        Self {
+            max_concurrency,
+            max_queue,
+            queues: HashMap::new(),
+            queued: 0,
+            reserved: 0,
+            running: 0,
+            running_per_agent: HashMap::new(),
+            next_ticket: 0,
+            accepting: true,
+        }
+    }
+
+    /// Takes a queue slot for a request about to be written.
+    pub fn reserve(&mut self) -> HubResult<()> {
+        if !self.accepting {
+            return Err(HubError::new(
+                ErrorCode::ShuttingDown,
+                "the server is shutting down and accepts no new requests; retry against another instance or after the restart",
+            ));
+        }
+        if self.queued + self.reserved >= self.max_queue {
+            return Err(HubError::new(
+                ErrorCode::QueueFull,
+                format!(
+                    "the queue is full ({} requests waiting, MAX_QUEUE_SIZE={}); retry later",
+                    self.queued + self.reserved,
+                    self.max_queue
+                ),
+            ));
+        }
+        self.reserved += 1;
+        Ok(())
+    }
+
+    pub fn unreserve(&mut self) {
+        self.reserved = self.reserved.saturating_sub(1);
+    }
+
+    pub fn stop_accepting(&mut self) {
+        self.accepting = false;
+    }
+
+    pub fn queued(&self) -> usize {
+        self.queued
+    }
+
+    pub fn running(&self) -> usize {
+        self.running
+    }
+
+    pub fn queues(&self) -> impl Iterator<Item = (&String, usize)> {
+        self.queues
+            .iter()
+            .filter(|(_, q)| !q.is_empty())
+            .map(|(a, q)| (a, q.len()))
+    }
+
+    pub fn running_per_agent(&self) -> impl Iterator<Item = (&String, usize)> {
+        self.running_per_agent
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(a, n)| (a, *n))
+    }
+
+    fn push(&mut self, record: RequestRecord, next_seq: u64, reserved: bool) {
+        if reserved {
+            self.reserved = self.reserved.saturating_sub(1);
+        }
+        self.next_ticket += 1;
+        let job = QueuedJob {
+            record,
+            next_seq,
+            ticket: self.next_ticket,
+        };
+        self.queues
+            .entry(job.record.agent_id.clone())
+            .or_default()
+            .push_back(job);
+        self.queued += 1;
+    }
+
+    pub fn remove_queued(&mut self, id: &str) -> Option<QueuedJob> {
+        for q in self.queues.values_mut() {
+            if let Some(pos) = q.iter().position(|j| j.record.id == id) {
+                self.queued -= 1;
+                return q.remove(pos);
+            }
+        }
+        None
+    }
+
+    /// The oldest queued job whose agent has a free slot, if the global limit allows.
+    fn pop_runnable(&mut self, limit_of: impl Fn(&str) -> usize) -> Option<QueuedJob> {
+        if !self.accepting || self.running >= self.max_concurrency {
+            return None;
+        }
+        let mut best: Option<(&String, u64)> = None;
+        for (agent, q) in &self.queues {
+            let Some(front) = q.front() else { continue };
+            let running = self.running_per_agent.get(agent).copied().unwrap_or(0);
+            if running >= limit_of(agent) {
+                continue;
+            }
+            if best.is_none_or(|(_, t)| front.ticket < t) {
+                best = Some((agent, front.ticket));
+            }
+        }
+        let agent = best.map(|(a, _)| a.clone())?;
+        let job = self.queues.get_mut(&agent)?.pop_front()?;
+        self.queued -= 1;
+        self.running += 1;
+        *self.running_per_agent.entry(agent).or_insert(0) += 1;
+        Some(job)
+    }
+
+    fn release(&mut self, agent: &str) {
+        self.running = self.running.saturating_sub(1);
+        if let Some(n) = self.running_per_agent.get_mut(agent) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.running_per_agent.remove(agent);
+            }
+        }
+    }
+}
+
+/// How a pump ended.
+enum Outcome {
+    Done(Value),
+    Failed(String),
+    Canceled(String),
+    /// Server shutdown: leave the request `running` for the interrupt policy.
+    Abandoned,
+}
+
+impl Hub {
+    /// Puts a recorded request in the queue and dispatches what can run.
+    pub(super) fn enqueue(&self, record: RequestRecord, next_seq: u64, reserved: bool) {
+        self.inner.sched.lock().push(record, next_seq, reserved);
+        self.dispatch();
+    }
+
+    /// Starts every queued job that the limits allow.
+    pub(super) fn dispatch(&self) {
+        let global = self.inner.cfg.max_concurrency;
+        loop {
+            let (job, control) = {
+                let mut sched = self.inner.sched.lock();
+                let registry = &self.inner.registry;
+                let Some(job) = sched.pop_runnable(|agent| {
+                    registry
+                        .get(agent)
+                        .map(|a| a.concurrency_limit(global))
+                        .unwrap_or(global)
+                }) else {
+                    metrics::QUEUE_LENGTH.set(sched.queued() as i64);
+                    metrics::RUNNING_JOBS.set(sched.running() as i64);
+                    return;
+                };
+                let control = Arc::new(JobControl::new());
+                self.inner
+                    .jobs
+                    .lock()
+                    .insert(job.record.id.clone(), control.clone());
+                metrics::QUEUE_LENGTH.set(sched.queued() as i64);
+                metrics::RUNNING_JOBS.set(sched.running() as i64);
+                (job, control)
+            };
+            let hub = self.clone();
+            let span = tracing::info_span!(
+                "job",
+                request_id = %job.record.id,
+                agent = %job.record.agent_id,
+                capability = %job.record.capability
+            );
+            self.inner.tracker.spawn(
+                async move {
+                    let agent = job.record.agent_id.clone();
+                    let id = job.record.id.clone();
+                    hub.run_job(job, control.clone()).await;
+                    hub.inner.jobs.lock().remove(&id);
+                    hub.inner.sched.lock().release(&agent);
+                    hub.dispatch();
+                }
+                .instrument(span),
+            );
+        }
+    }
+
+    pub(super) fn publish(&self, ev: Event) {
+        metrics::STREAM_EVENTS
+            .with_label_values(&[ev.kind.type_name()])
+            .inc();
+        self.inner.bus.publish(Arc::new(ev));
+    }
+
+    pub(super) fn record_finished(&self, rec: &RequestRecord) {
+        metrics::REQUESTS_FINISHED
+            .with_label_values(&[&rec.agent_id, rec.state.as_str()])
+            .inc();
+        if let Some(f) = rec.finished_at {
+            metrics::REQUEST_DURATION
+                .with_label_values(&[&rec.agent_id, rec.state.as_str()])
+                .observe(((f - rec.created_at).max(0) as f64) / 1000.0);
+        }
+    }
+
+    /// The job pump of one request.
+    async fn run_job(&self, job: QueuedJob, control: Arc<JobControl>) {
+        let QueuedJob {
+            mut record,
+            mut next_seq,
+            ..
+        } = job;
+        let id = record.id.clone();
+
+        let Some(agent) = self.inner.registry.get(&record.agent_id) else {
+            let reason = format!(
+                "agent {:?} was removed before the request could run",
+                record.agent_id
+            );
+            if let Ok(rec) = self.finish_failed_unstarted(record, next_seq, reason).await {
+                control.done.send_replace(Some(rec));
+            }
+            return;
+        };
+
+        // queued -> running, with the start event, in one commit.
+        let now = now_ms();
+        record.state = RequestState::Running;
+        record.started_at = Some(now);
+        record.attempts += 1;
+        let start = Event {
+            request_id: id.clone(),
+            seq: next_seq,
+            ts: now,
+            kind: EventKind::Start,
+        };
+        next_seq += 1;
+        if let Err(e) = self
+            .inner
+            .store
+            .write(vec![
+                Op::PutRequest(record.clone()),
+                Op::AppendEvent(start.clone()),
+            ])
+            .await
+        {
+            tracing::error!(request_id = %id, "cannot record the start of a request: {e}; it stays queued for the next start");
+            return;
+        }
+        self.publish(start);
+
+        let input: Value = serde_json::from_str(&record.input).unwrap_or(Value::Null);
+        let ctx = ExecContext {
+            request_id: id.clone(),
+            agent_id: record.agent_id.clone(),
+            capability: record.capability.clone(),
+            session_id: record.session_id.clone(),
+            parent_id: record.parent_id.clone(),
+            attempt: record.attempts,
+            cancel: control.cancel.child_token(),
+        };
+        let (sink, mut chunks) = OutputSink::channel(SINK_CAPACITY);
+        let exec = agent.executor.clone();
+        // A boxed future (async_trait), so `drop(fut)` below really drops the executor.
+        let mut fut = exec.run(ctx, input, sink);
+
+        let mut chunks_open = true;
+        let outcome = loop {
+            tokio::select! {
+                biased;
+                _ = self.inner.hard_stop.cancelled() => break Outcome::Abandoned,
+                _ = control.cancel.cancelled() => {
+                    let reason = control.reason.lock().clone().unwrap_or_else(|| "canceled".into());
+                    break Outcome::Canceled(reason);
+                }
+                c = chunks.recv(), if chunks_open => match c {
+                    Some(first) => {
+                        let mut batch = vec![first];
+                        while batch.len() < SINK_CAPACITY {
+                            match chunks.try_recv() {
+                                Ok(c) => batch.push(c),
+                                Err(_) => break,
+                            }
+                        }
+                        if let Err(e) = self.persist_chunks(&id, &mut next_seq, batch).await {
+                            break Outcome::Failed(format!("the output could not be stored: {}", e.message));
+                        }
+                    }
+                    None => chunks_open = false,
+                },
+                r = &mut fut => {
+                    // Chunks sent before the result are part of the stream.
+                    let mut rest = Vec::new();
+                    while let Ok(c) = chunks.try_recv() {
+                        rest.push(c);
+                    }
+                    if !rest.is_empty()
+                        && let Err(e) = self.persist_chunks(&id, &mut next_seq, rest).await
+                    {
+                        break Outcome::Failed(format!("the output could not be stored: {}", e.message));
+                    }
+                    break match r {
+                        Ok(v) => Outcome::Done(v),
+                        Err(ExecError::Canceled) => Outcome::Canceled(
+                            control.reason.lock().clone().unwrap_or_else(|| "canceled by the agent".into()),
+                        ),
+                        Err(e) => Outcome::Failed(e.to_string()),
+                    };
+                }
+            }
+        };
+        // Whatever the outcome, the executor is gone from here on (drop kills processes).
+        drop(fut);
+
+        let now = now_ms();
+        let kind = match outcome {
+            Outcome::Abandoned => {
+                tracing::info!(request_id = %id, "left running at shutdown; the interrupt policy applies at the next start");
+                return;
+            }
+            Outcome::Done(v) => {
+                let text = v.to_string();
+                record.state = RequestState::Done;
+                record.result = Some(text.clone());
+                EventKind::Final(text)
+            }
+            Outcome::Failed(m) => {
+                record.state = RequestState::Error;
+                record.error = Some(m.clone());
+                EventKind::Error(m)
+            }
+            Outcome::Canceled(m) => {
+                record.state = RequestState::Canceled;
+                record.error = Some(m.clone());
+                EventKind::Canceled(m)
+            }
+        };
+        record.finished_at = Some(now);
+        let ev = Event {
+            request_id: id.clone(),
+            seq: next_seq,
+            ts: now,
+            kind,
+        };
+        match self
+            .inner
+            .store
+            .write(vec![
+                Op::AppendEvent(ev.clone()),
+                Op::PutRequest(record.clone()),
+            ])
+            .await
+        {
+            Ok(()) => {
+                self.record_finished(&record);
+                self.publish(ev);
+                control.done.send_replace(Some(record));
+            }
+            Err(e) => {
+                tracing::error!(request_id = %id, "cannot record the end of a request: {e}; the interrupt policy applies at the next start");
+            }
+        }
+    }
+
+    async fn persist_chunks(
+        &self,
+        id: &str,
+        next_seq: &mut u64,
+        batch: Vec<Value>,
+    ) -> HubResult<()> {
+        let ts = now_ms();
+        let events: Vec<Event> = batch
+            .into_iter()
+            .map(|c| {
+                let ev = Event {
+                    request_id: id.to_string(),
+                    seq: *next_seq,
+                    ts,
+                    kind: EventKind::Chunk(c.to_string()),
+                };
+                *next_seq += 1;
+                ev
+            })
+            .collect();
+        self.inner
+            .store
+            .write(events.iter().cloned().map(Op::AppendEvent).collect())
+            .await?;
+        for ev in events {
+            self.publish(ev);
+        }
+        Ok(())
+    }
+
+    async fn finish_failed_unstarted(
+        &self,
+        mut rec: RequestRecord,
+        seq: u64,
+        message: String,
+    ) -> HubResult<RequestRecord> {
+        let now = now_ms();
+        rec.state = RequestState::Error;
+        rec.finished_at = Some(now);
+        rec.error = Some(message.clone());
+        let ev = Event {
+            request_id: rec.id.clone(),
+            seq,
+            ts: now,
+            kind: EventKind::Error(message),
+        };
+        self.inner
+            .store
+            .write(vec![
+                Op::AppendEvent(ev.clone()),
+                Op::PutRequest(rec.clone()),
+            ])
+            .await?;
+        self.record_finished(&rec);
+        self.publish(ev);
+        Ok(rec)
+    }
+
+    /// Restart recovery: queued requests run again; running ones follow their agent's
+    /// interrupt policy (`fail` by default, `retry` for agents marked so).
+    pub(super) async fn recover(&self) -> HubResult<()> {
+        let active = self.inner.store.active_requests().await?;
+        let (mut requeued, mut failed) = (0usize, 0usize);
+        for mut rec in active {
+            let next_seq = self.inner.store.last_seq(&rec.id).await? + 1;
+            match rec.state {
+                RequestState::Queued => {
+                    self.inner.sched.lock().push(rec, next_seq, false);
+                    requeued += 1;
+                }
+                RequestState::Running => {
+                    let policy = self
+                        .inner
+                        .registry
+                        .get(&rec.agent_id)
+                        .map(|a| a.spec.interrupt)
+                        .unwrap_or_default();
+                    match policy {
+                        InterruptPolicy::Retry => {
+                            rec.state = RequestState::Queued;
+                            self.inner
+                                .store
+                                .write(vec![Op::PutRequest(rec.clone())])
+                                .await?;
+                            self.inner.sched.lock().push(rec, next_seq, false);
+                            requeued += 1;
+                        }
+                        InterruptPolicy::Fail => {
+                            self.finish_failed_unstarted(
+                                rec,
+                                next_seq,
+                                "interrupted by restart".to_string(),
+                            )
+                            .await?;
+                            failed += 1;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        if requeued + failed > 0 {
+            tracing::info!(
+                requeued,
+                failed,
+                "recovered unfinished requests from the store"
+            );
+        }
+        self.dispatch();
+        Ok(())
+    }
+}

@@ -1,0 +1,18 @@
+//! a2a-mcp: a production agent hub. See `docs/ARCHITECTURE.md` for a reading order.
+//!
+//! Modules in one-way dependency order: `model` → `store` → `bus` → `executor` → `hub` →
+//! `api` / `server` / `cli`.
+
+pub mod api;
+pub mod bus;
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod executor;
+pub mod hub;
+pub mod metrics;
+pub mod model;
+pub mod server;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,333 @@
+//! Every Prometheus metric the process exports, in one place, all under the `a2a_` prefix.
+//!
+//! Metrics are process-wide (one registry), created on first use. Names are stable: they are
+//! referenced by the alert rules and the dashboard and documented in `docs/METRICS.md`.
+//! Gauges that mirror hub state (queue length, running jobs, agents) are refreshed from the
+//! hub when `/metrics` is scraped, so they cannot drift.
+
+use std::sync::LazyLock;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+pub static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::new);
+
+fn reg<T: prometheus::core::Collector + Clone + 'static>(c: T) -> T {
+    // Registration only fails on a duplicate name, which the unit test below rules out.
+    let _ = REGISTRY.register(Box::new(c.clone()));
+    c
+}
+
+fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    reg(IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| panic!("{name}: {e}")))
+}
+
+fn gauge(name: &str, help: &str) -> IntGauge {
+    reg(IntGauge::new(name, help).unwrap_or_else(|e| panic!("{name}: {e}")))
+}
+
+fn histogram_vec(name: &str, help: &str, labels: &[&str], buckets: Vec<f64>) -> HistogramVec {
+    reg(
+        HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
+            .unwrap_or_else(|e| panic!("{name}: {e}")),
+    )
+}
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
+
+pub static BUILD_INFO: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    reg(IntGaugeVec::new(
+        Opts::new(
+            "a2a_build_info",
+            "Build information; the value is always 1.",
+        ),
+        &["version"],
+    )
+    .unwrap_or_else(|e| panic!("a2a_build_info: {e}")))
+});
+
+pub static START_TIME: LazyLock<IntGauge> = LazyLock::new(|| {
+    gauge(
+        "a2a_process_start_time_seconds",
+        "Unix time at which the process started.",
+    )
+});
+
+pub static REQUESTS_CREATED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "a2a_requests_created_total",
+        "Requests accepted (durably recorded), by agent.",
+        &["agent"],
+    )
+});
+
+pub static REQUESTS_FINISHED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "a2a_requests_finished_total",
+        "Requests that reached a terminal state, by agent and status (done, error, canceled).",
+        &["agent", "status"],
+    )
+});
+
+pub static REQUESTS_REJECTED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "a2a_requests_rejected_total",
+        "Invocations refused before being recorded, by reason (error code).",
+        &["reason"],
+    )
+});
+
+pub static REQUEST_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
+    histogram_vec(
+        "a2a_request_duration_seconds",
+        "Time from invocation accepted to terminal event, by agent and status.",
+        &["agent", "status"],
+        LATENCY_BUCKETS.to_vec(),
+    )
+});
+
+pub static QUEUE_LENGTH: LazyLock<IntGauge> =
+    LazyLock::new(|| gauge("a2a_queue_length", "Requests waiting for a free slot."));
+
+pub static RUNNING_JOBS: LazyLock<IntGauge> =
+    LazyLock::new(|| gauge("a2a_running_jobs", "Requests currently running."));
+
+pub static AGENTS_TOTAL: LazyLock<IntGauge> =
+    LazyLock::new(|| gauge("a2a_agents", "Registered agents."));
+
+pub static AGENTS_ENABLED: LazyLock<IntGauge> =
+    LazyLock::new(|| gauge("a2a_agents_enabled", "Registered agents that are enabled."));
+
+pub static STREAM_EVENTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "a2a_stream_events_total",
+        "Stream events persisted and published, by type.",
+        &["type"],
+    )
+});
+
+pub static WS_CLIENTS: LazyLock<IntGauge> = LazyLock::new(|| {
+    gauge(
+        "a2a_websocket_clients",
+        "Open WebSocket connections on /stream.",
+    )
+});
+
+pub static WS_SUBSCRIPTIONS: LazyLock<IntGauge> = LazyLock::new(|| {
+    gauge(
+        "a2a_websocket_subscriptions",
+        "Active request subscriptions (channels) across WebSocket connections.",
+    )
+});
+
+pub static SSE_CLIENTS: LazyLock<IntGauge> = LazyLock::new(|| {
+    gauge(
+        "a2a_sse_clients",
+        "Open SSE event streams on /api/v1/requests/{id}/events.",
+    )
+});
+
+pub static HTTP_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "a2a_http_requests_total",
+        "HTTP requests served, by listener (api, ops), route group and status class.",
+        &["listener", "route", "code"],
+    )
+});
+
+pub static HTTP_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
+    histogram_vec(
+        "a2a_http_request_duration_seconds",
+        "Time to produce HTTP response headers, by listener and route group.",
+        &["listener", "route"],
+        LATENCY_BUCKETS.to_vec(),
+    )
+});
+
+pub static MCP_TOOL_CALLS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "a2a_mcp_tool_calls_total",
+        "MCP tools/call requests, by tool and outcome (ok, error).",
+        &["tool", "outcome"],
+    )
+});
+
+pub static STORE_COMMIT_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    histogram_vec(
+        "a2a_store_commit_seconds",
+        "Duration of one durable store commit (one group of writes).",
+        &["backend"],
+        vec![
+            0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+        ],
+    )
+});
+
+pub static STORE_COMMIT_OPS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    histogram_vec(
+        "a2a_store_commit_ops",
+        "Writes merged into one commit (group commit batch size).",
+        &["backend"],
+        vec![
+            1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0, 8192.0,
+        ],
+    )
+});
+
+pub static STORE_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "a2a_store_errors_total",
+        "Failed store operations, by backend.",
+        &["backend"],
+    )
+});
+
+pub static HEALTH_CHECKS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "a2a_health_checks_total",
+        "Answers of /healthz and /readyz, by probe and outcome (ok, fail).",
+        &["probe", "outcome"],
+    )
+});
+
+pub static SWEPT: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "a2a_retention_deleted_total",
+        "Records removed by the retention sweeper, by kind (request, idempotency_key).",
+        &["kind"],
+    )
+});
+
+pub static PROCESS_RESIDENT: LazyLock<IntGauge> = LazyLock::new(|| {
+    gauge(
+        "a2a_process_resident_memory_bytes",
+        "Resident set size of the process.",
+    )
+});
+
+pub static PROCESS_CPU: LazyLock<prometheus::Gauge> = LazyLock::new(|| {
+    reg(prometheus::Gauge::new(
+        "a2a_process_cpu_seconds",
+        "User and system CPU time consumed by the process.",
+    )
+    .unwrap_or_else(|e| panic!("a2a_process_cpu_seconds: {e}")))
+});
+
+pub static PROCESS_OPEN_FDS: LazyLock<IntGauge> = LazyLock::new(|| {
+    gauge(
+        "a2a_process_open_fds",
+        "Open file descriptors of the process.",
+    )
+});
+
+pub static UPTIME: LazyLock<prometheus::Gauge> = LazyLock::new(|| {
+    reg(
+        prometheus::Gauge::new("a2a_uptime_seconds", "Seconds since the process started.")
+            .unwrap_or_else(|e| panic!("a2a_uptime_seconds: {e}")),
+    )
+});
+
+/// Forces every metric into existence so `/metrics` lists them from the first scrape.
+pub fn init() {
+    BUILD_INFO
+        .with_label_values(&[env!("CARGO_PKG_VERSION")])
+        .set(1);
+    START_TIME.set(crate::model::now_ms() / 1000);
+    LazyLock::force(&REQUESTS_CREATED);
+    LazyLock::force(&REQUESTS_FINISHED);
+    LazyLock::force(&REQUESTS_REJECTED);
+    LazyLock::force(&REQUEST_DURATION);
+    LazyLock::force(&QUEUE_LENGTH);
+    LazyLock::force(&RUNNING_JOBS);
+    LazyLock::force(&AGENTS_TOTAL);
+    LazyLock::force(&AGENTS_ENABLED);
+    LazyLock::force(&STREAM_EVENTS);
+    LazyLock::force(&WS_CLIENTS);
+    LazyLock::force(&WS_SUBSCRIPTIONS);
+    LazyLock::force(&SSE_CLIENTS);
+    LazyLock::force(&HTTP_REQUESTS);
+    LazyLock::force(&HTTP_DURATION);
+    LazyLock::force(&MCP_TOOL_CALLS);
+    LazyLock::force(&STORE_COMMIT_SECONDS);
+    LazyLock::force(&STORE_COMMIT_OPS);
+    LazyLock::force(&STORE_ERRORS);
+    LazyLock::force(&HEALTH_CHECKS);
+    LazyLock::force(&SWEPT);
+    LazyLock::force(&PROCESS_RESIDENT);
+    LazyLock::force(&PROCESS_CPU);
+    LazyLock::force(&PROCESS_OPEN_FDS);
+    LazyLock::force(&UPTIME);
+}
+
+/// Reads RSS, CPU time and open fds of this process from /proc (Linux).
+pub fn refresh_process() {
+    if let Ok(statm) = std::fs::read_to_string("/proc/self/statm")
+        && let Some(rss_pages) = statm.split_whitespace().nth(1)
+        && let Ok(pages) = rss_pages.parse::<i64>()
+    {
+        PROCESS_RESIDENT.set(pages * page_size());
+    }
+    if let Ok(stat) = std::fs::read_to_string("/proc/self/stat")
+        && let Some(after) = stat.rfind(')').map(|i| &stat[i + 2..])
+    {
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        // Fields 14 and 15 of stat (utime, stime) are at 11 and 12 after the command name.
+        if let (Some(u), Some(s)) = (fields.get(11), fields.get(12))
+            && let (Ok(u), Ok(s)) = (u.parse::<f64>(), s.parse::<f64>())
+        {
+            PROCESS_CPU.set((u + s) / clock_ticks());
+        }
+    }
+    if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
+        PROCESS_OPEN_FDS.set(dir.count() as i64);
+    }
+    let start = START_TIME.get();
+    UPTIME.set((crate::model::now_ms() as f64 / 1000.0 - start as f64).max(0.0));
+}
+
+fn page_size() -> i64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .unwrap_or(4096)
+}
+
+fn clock_ticks() -> f64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .map(|v| v as f64)
+        .unwrap_or(100.0)
+}
+
+/// Resident set size in bytes, for `bench` and `/api/agent?action=status`.
+pub fn resident_bytes() -> i64 {
+    refresh_process();
+    PROCESS_RESIDENT.get()
+}
+
+/// The Prometheus text exposition of every metric.
+pub fn render() -> String {
+    let mut buf = Vec::new();
+    let _ = TextEncoder::new().encode(&REGISTRY.gather(), &mut buf);
+    String::from_utf8(buf).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_metric_registers_once_with_the_prefix() {
+        super::init();
+        let text = super::render();
+        for line in text.lines().filter(|l| l.starts_with("# TYPE")) {
+            let name = line.split_whitespace().nth(2).unwrap_or("");
+            assert!(name.starts_with("a2a_"), "{name}");
+        }
+        assert!(text.contains("a2a_build_info"));
+        assert!(text.contains("a2a_queue_length"));
+    }
+}

