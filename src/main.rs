@@ -2,6 +2,10 @@
 
 use clap::Parser;
 
+/// mimalloc: measurably less CPU than glibc malloc on the invoke path (docs/PERFORMANCE.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let cli = a2a_mcp::cli::Cli::parse();
     let code = match a2a_mcp::cli::run(cli) {

@@ -25,6 +25,7 @@ use warp::{Filter, Reply};
 
 use super::{ApiContext, SubscriberSlot, error_response};
 use crate::error::{ErrorCode, HubError};
+use crate::hub::EventStream;
 use crate::metrics;
 use crate::model::Principal;
 
@@ -105,11 +106,16 @@ async fn upgrade(
     // The request named in the URL must exist and have a free subscriber slot before upgrading.
     let first = match &query.request_id {
         Some(id) => {
-            if let Err(e) = ctx.hub.get_status(&principal, id).await {
-                return error_response(&e);
-            }
-            match ctx.acquire_subscriber(id) {
-                Ok(slot) => Some((id.clone(), query.after.unwrap_or(0), slot)),
+            let slot = match ctx.acquire_subscriber(id) {
+                Ok(slot) => slot,
+                Err(e) => return error_response(&e),
+            };
+            match ctx
+                .hub
+                .subscribe(&principal, id, query.after.unwrap_or(0))
+                .await
+            {
+                Ok(stream) => Some((stream, slot)),
                 Err(e) => return error_response(&e),
             }
         }
@@ -154,22 +160,16 @@ async fn connection(
     ctx: Arc<ApiContext>,
     principal: Principal,
     socket: WebSocket,
-    first: Option<(String, u64, SubscriberSlot)>,
+    first: Option<(EventStream, SubscriberSlot)>,
 ) {
     metrics::WS_CLIENTS.inc();
     let (mut sink, mut incoming) = socket.split();
     let (out_tx, mut out_rx) = mpsc::channel::<Out>(OUTBOX);
     let mut subs: HashMap<String, Subscription> = HashMap::new();
     let close_when_done = first.is_some();
-    if let Some((id, after, slot)) = first {
-        let task = spawn_subscription(
-            ctx.clone(),
-            principal.clone(),
-            id.clone(),
-            after,
-            slot,
-            out_tx.clone(),
-        );
+    if let Some((stream, slot)) = first {
+        let id = stream.request_id().to_string();
+        let task = spawn_subscription(stream, slot, out_tx.clone());
         subs.insert(id, Subscription { task });
     }
     let heartbeat = ctx.config.ws_heartbeat;
@@ -237,33 +237,24 @@ async fn connection(
 }
 
 fn spawn_subscription(
-    ctx: Arc<ApiContext>,
-    principal: Principal,
-    id: String,
-    after: u64,
+    mut stream: EventStream,
     slot: SubscriberSlot,
     out: mpsc::Sender<Out>,
 ) -> JoinHandle<()> {
     metrics::WS_SUBSCRIPTIONS.inc();
     tokio::spawn(async move {
         let _slot = slot;
-        match ctx.hub.subscribe(&principal, &id, after).await {
-            Ok(mut stream) => {
-                while let Some(item) = stream.next().await {
-                    let frame = match item {
-                        Ok(ev) => ev.to_json().to_string(),
-                        Err(e) => {
-                            let _ = out.send(Out::Frame(error_frame(Some(&id), &e))).await;
-                            break;
-                        }
-                    };
-                    if out.send(Out::Frame(frame)).await.is_err() {
-                        return;
-                    }
+        let id = stream.request_id().to_string();
+        while let Some(item) = stream.next().await {
+            let frame = match item {
+                Ok(ev) => ev.to_json().to_string(),
+                Err(e) => {
+                    let _ = out.send(Out::Frame(error_frame(Some(&id), &e))).await;
+                    break;
                 }
-            }
-            Err(e) => {
-                let _ = out.send(Out::Frame(error_frame(Some(&id), &e))).await;
+            };
+            if out.send(Out::Frame(frame)).await.is_err() {
+                return;
             }
         }
         let _ = out.send(Out::Ended(id)).await;
@@ -326,21 +317,19 @@ async fn handle_client_msg(
                     ),
                 ));
             }
-            if let Err(e) = ctx.hub.get_status(principal, &request_id).await {
-                return Some(error_frame(Some(&request_id), &e));
-            }
             let slot = match ctx.acquire_subscriber(&request_id) {
                 Ok(s) => s,
                 Err(e) => return Some(error_frame(Some(&request_id), &e)),
             };
-            let task = spawn_subscription(
-                ctx.clone(),
-                principal.clone(),
-                request_id.clone(),
-                after.unwrap_or(0),
-                slot,
-                out.clone(),
-            );
+            let stream = match ctx
+                .hub
+                .subscribe(principal, &request_id, after.unwrap_or(0))
+                .await
+            {
+                Ok(s) => s,
+                Err(e) => return Some(error_frame(Some(&request_id), &e)),
+            };
+            let task = spawn_subscription(stream, slot, out.clone());
             subs.insert(request_id.clone(), Subscription { task });
             // The ack is sent before any event: the subscription's frames queue behind it.
             Some(json!({"type": "subscribed", "requestId": request_id}).to_string())

@@ -358,6 +358,9 @@ impl Hub {
         let mut fut = exec.run(ctx, input, sink);
 
         let mut chunks_open = true;
+        // Chunks still buffered when the executor finishes are committed together with the
+        // terminal event (one commit instead of two for agents that answer at once).
+        let mut tail: Vec<Value> = Vec::new();
         let outcome = loop {
             tokio::select! {
                 biased;
@@ -365,6 +368,18 @@ impl Hub {
                 _ = control.cancel.cancelled() => {
                     let reason = control.reason.lock().clone().unwrap_or_else(|| "canceled".into());
                     break Outcome::Canceled(reason);
+                }
+                r = &mut fut => {
+                    while let Ok(c) = chunks.try_recv() {
+                        tail.push(c);
+                    }
+                    break match r {
+                        Ok(v) => Outcome::Done(v),
+                        Err(ExecError::Canceled) => Outcome::Canceled(
+                            control.reason.lock().clone().unwrap_or_else(|| "canceled by the agent".into()),
+                        ),
+                        Err(e) => Outcome::Failed(e.to_string()),
+                    };
                 }
                 c = chunks.recv(), if chunks_open => match c {
                     Some(first) => {
@@ -381,31 +396,16 @@ impl Hub {
                     }
                     None => chunks_open = false,
                 },
-                r = &mut fut => {
-                    // Chunks sent before the result are part of the stream.
-                    let mut rest = Vec::new();
-                    while let Ok(c) = chunks.try_recv() {
-                        rest.push(c);
-                    }
-                    if !rest.is_empty()
-                        && let Err(e) = self.persist_chunks(&id, &mut next_seq, rest).await
-                    {
-                        break Outcome::Failed(format!("the output could not be stored: {}", e.message));
-                    }
-                    break match r {
-                        Ok(v) => Outcome::Done(v),
-                        Err(ExecError::Canceled) => Outcome::Canceled(
-                            control.reason.lock().clone().unwrap_or_else(|| "canceled by the agent".into()),
-                        ),
-                        Err(e) => Outcome::Failed(e.to_string()),
-                    };
-                }
             }
         };
         // Whatever the outcome, the executor is gone from here on (drop kills processes).
         drop(fut);
 
         let now = now_ms();
+        let mut events: Vec<Event> = match outcome {
+            Outcome::Done(_) | Outcome::Failed(_) => self.chunk_events(&id, &mut next_seq, tail),
+            _ => Vec::new(),
+        };
         let kind = match outcome {
             Outcome::Abandoned => {
                 tracing::info!(request_id = %id, "left running at shutdown; the interrupt policy applies at the next start");
@@ -429,24 +429,20 @@ impl Hub {
             }
         };
         record.finished_at = Some(now);
-        let ev = Event {
+        events.push(Event {
             request_id: id.clone(),
             seq: next_seq,
             ts: now,
             kind,
-        };
-        match self
-            .inner
-            .store
-            .write(vec![
-                Op::AppendEvent(ev.clone()),
-                Op::PutRequest(record.clone()),
-            ])
-            .await
-        {
+        });
+        let mut ops: Vec<Op> = events.iter().cloned().map(Op::AppendEvent).collect();
+        ops.push(Op::PutRequest(record.clone()));
+        match self.inner.store.write(ops).await {
             Ok(()) => {
                 self.record_finished(&record);
-                self.publish(ev);
+                for ev in events {
+                    self.publish(ev);
+                }
                 control.done.send_replace(Some(record));
             }
             Err(e) => {
@@ -455,14 +451,9 @@ impl Hub {
         }
     }
 
-    async fn persist_chunks(
-        &self,
-        id: &str,
-        next_seq: &mut u64,
-        batch: Vec<Value>,
-    ) -> HubResult<()> {
+    fn chunk_events(&self, id: &str, next_seq: &mut u64, batch: Vec<Value>) -> Vec<Event> {
         let ts = now_ms();
-        let events: Vec<Event> = batch
+        batch
             .into_iter()
             .map(|c| {
                 let ev = Event {
@@ -474,7 +465,16 @@ impl Hub {
                 *next_seq += 1;
                 ev
             })
-            .collect();
+            .collect()
+    }
+
+    async fn persist_chunks(
+        &self,
+        id: &str,
+        next_seq: &mut u64,
+        batch: Vec<Value>,
+    ) -> HubResult<()> {
+        let events = self.chunk_events(id, next_seq, batch);
         self.inner
             .store
             .write(events.iter().cloned().map(Op::AppendEvent).collect())
