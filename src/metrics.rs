@@ -231,6 +231,60 @@ pub static UPTIME: LazyLock<prometheus::Gauge> = LazyLock::new(|| {
     )
 });
 
+pub static RATE_LIMIT_HITS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "a2a_rate_limit_hits_total",
+        "Requests refused by a rate limit, by surface (mcp, rest, a2a, stream) and key label.",
+        &["surface", "key"],
+    )
+});
+
+pub static AUTH_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "a2a_auth_failures_total",
+        "Refused credentials or permissions, by surface and reason (missing, invalid, expired, forbidden).",
+        &["surface", "reason"],
+    )
+});
+
+pub static BACKUP_LAST_SUCCESS: LazyLock<IntGauge> = LazyLock::new(|| {
+    gauge(
+        "a2a_backup_last_success_timestamp_seconds",
+        "Unix time of the last successful backup (0 = none since start).",
+    )
+});
+
+pub static BACKUP_DURATION: LazyLock<prometheus::Gauge> = LazyLock::new(|| {
+    reg(prometheus::Gauge::new(
+        "a2a_backup_last_duration_seconds",
+        "Duration of the last successful backup.",
+    )
+    .unwrap_or_else(|e| panic!("a2a_backup_last_duration_seconds: {e}")))
+});
+
+pub static BACKUP_SIZE: LazyLock<IntGauge> = LazyLock::new(|| {
+    gauge(
+        "a2a_backup_last_size_bytes",
+        "Size of the last successful backup file.",
+    )
+});
+
+pub static BACKUP_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "a2a_backup_failures_total",
+        "Failed backups, by trigger (schedule, api, cli).",
+        &["trigger"],
+    )
+});
+
+pub static PUSH_DELIVERIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "a2a_push_notifications_total",
+        "A2A push notification deliveries, by outcome (delivered, retried, failed).",
+        &["outcome"],
+    )
+});
+
 /// Forces every metric into existence so `/metrics` lists them from the first scrape.
 pub fn init() {
     BUILD_INFO
@@ -261,6 +315,28 @@ pub fn init() {
     LazyLock::force(&PROCESS_CPU);
     LazyLock::force(&PROCESS_OPEN_FDS);
     LazyLock::force(&UPTIME);
+    LazyLock::force(&RATE_LIMIT_HITS);
+    LazyLock::force(&AUTH_FAILURES);
+    LazyLock::force(&BACKUP_LAST_SUCCESS);
+    LazyLock::force(&BACKUP_DURATION);
+    LazyLock::force(&BACKUP_SIZE);
+    LazyLock::force(&BACKUP_FAILURES);
+    LazyLock::force(&PUSH_DELIVERIES);
+    // Labelled families show up once they have a child; create the common ones at zero so
+    // alert rules and dashboards find every series from the first scrape.
+    for status in ["done", "error", "canceled"] {
+        REQUESTS_FINISHED.with_label_values(&["echo", status]);
+    }
+    STORE_ERRORS.with_label_values(&["redb"]);
+    for surface in ["mcp", "rest", "a2a", "stream"] {
+        RATE_LIMIT_HITS.with_label_values(&[surface, "anonymous"]);
+    }
+    for trigger in ["schedule", "api", "cli"] {
+        BACKUP_FAILURES.with_label_values(&[trigger]);
+    }
+    for outcome in ["delivered", "retried", "failed"] {
+        PUSH_DELIVERIES.with_label_values(&[outcome]);
+    }
 }
 
 /// Reads RSS, CPU time and open fds of this process from /proc (Linux).

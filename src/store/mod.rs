@@ -43,6 +43,76 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// Auxiliary tables: records the store keeps as opaque bytes under a string key (encoded by
+/// their owners with [`codec`]). Keys are ordered byte-wise, so time-ordered ids scan in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Aux {
+    /// API keys, keyed by the hash of the secret.
+    ApiKeys,
+    /// Permission grants between agents, keyed by grant id.
+    Grants,
+    /// Pending and decided permission requests, keyed by request id.
+    PermissionRequests,
+    /// The audit log, keyed by time-ordered entry id.
+    Audit,
+    /// A2A push notification configs, keyed by `taskId/configId`.
+    PushConfigs,
+}
+
+impl Aux {
+    pub const ALL: [Aux; 5] = [
+        Aux::ApiKeys,
+        Aux::Grants,
+        Aux::PermissionRequests,
+        Aux::Audit,
+        Aux::PushConfigs,
+    ];
+
+    /// Stable name, used as the table name by backends and in snapshots.
+    pub fn name(self) -> &'static str {
+        match self {
+            Aux::ApiKeys => "api_keys",
+            Aux::Grants => "grants",
+            Aux::PermissionRequests => "permission_requests",
+            Aux::Audit => "audit",
+            Aux::PushConfigs => "push_configs",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Aux> {
+        Aux::ALL.into_iter().find(|a| a.name() == name)
+    }
+}
+
+/// One stored record of any kind, as exported for snapshots (and written back on restore).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    Agent(AgentRecord),
+    Session(SessionRecord),
+    Request(RequestRecord),
+    Event(Event),
+    Idempotency(IdempotencyRecord),
+    Aux {
+        table: Aux,
+        key: String,
+        value: Vec<u8>,
+    },
+}
+
+impl Record {
+    /// The op that writes this record back.
+    pub fn into_op(self) -> Op {
+        match self {
+            Record::Agent(r) => Op::PutAgent(r),
+            Record::Session(r) => Op::PutSession(r),
+            Record::Request(r) => Op::PutRequest(r),
+            Record::Event(e) => Op::AppendEvent(e),
+            Record::Idempotency(r) => Op::PutIdempotency(r),
+            Record::Aux { table, key, value } => Op::PutAux { table, key, value },
+        }
+    }
+}
+
 /// One mutation. A batch of them is applied atomically by [`Store::write`].
 #[derive(Debug, Clone)]
 pub enum Op {
@@ -57,6 +127,15 @@ pub enum Op {
     AppendEvent(Event),
     PutIdempotency(IdempotencyRecord),
     DeleteIdempotency(String),
+    PutAux {
+        table: Aux,
+        key: String,
+        value: Vec<u8>,
+    },
+    DeleteAux {
+        table: Aux,
+        key: String,
+    },
 }
 
 /// Filter for [`Store::list_requests`]. Results are ordered by request id (creation order).
@@ -78,6 +157,8 @@ pub struct StoreCounts {
     pub requests: u64,
     pub events: u64,
     pub idempotency_keys: u64,
+    /// Records per auxiliary table, by table name.
+    pub aux: std::collections::BTreeMap<String, u64>,
 }
 
 #[async_trait]
@@ -108,6 +189,24 @@ pub trait Store: Send + Sync + 'static {
     async fn get_idempotency(&self, scope: &str) -> StoreResult<Option<IdempotencyRecord>>;
     /// Scopes of idempotency records that expired strictly before `before_ms`.
     async fn expired_idempotency(&self, before_ms: i64, limit: usize) -> StoreResult<Vec<String>>;
+
+    async fn get_aux(&self, table: Aux, key: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// Records of `table` whose key starts with `prefix`, in key order, with keys strictly
+    /// after `after` (when given), at most `limit`.
+    async fn scan_aux(
+        &self,
+        table: Aux,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<(String, Vec<u8>)>>;
+
+    /// Hands every stored record to `out`, from one consistent point-in-time view, while
+    /// writers keep going. Order: agents, sessions, requests, events, idempotency keys, aux.
+    async fn export(
+        &self,
+        out: &mut (dyn FnMut(Record) -> StoreResult<()> + Send),
+    ) -> StoreResult<()>;
 
     async fn counts(&self) -> StoreResult<StoreCounts>;
     /// Cheap liveness probe.

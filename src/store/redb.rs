@@ -19,7 +19,7 @@ use redb::{
 
 use super::codec::{decode, decode_json, encode, encode_json};
 use super::group_commit::{BatchWriter, GroupCommitter};
-use super::{Op, RequestFilter, Store, StoreCounts, StoreError, StoreResult};
+use super::{Aux, Op, Record, RequestFilter, Store, StoreCounts, StoreError, StoreResult};
 use crate::model::{AgentRecord, Event, IdempotencyRecord, RequestRecord, SessionRecord};
 
 /// Schema version of the redb layout. Bump with a migration when tables change.
@@ -35,6 +35,8 @@ const BY_SESSION: TableDefinition<(&str, &str), ()> = TableDefinition::new("requ
 const EVENTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("events");
 const IDEM: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency");
 const IDEM_EXP: TableDefinition<(i64, &str), ()> = TableDefinition::new("idempotency_expiry");
+/// All auxiliary tables in one: key (table name, record key).
+const AUX: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("aux");
 
 fn io<E: std::fmt::Display>(e: E) -> StoreError {
     StoreError::Unavailable(e.to_string())
@@ -64,6 +66,7 @@ impl BatchWriter for Writer {
             let mut events = txn.open_table(EVENTS).map_err(io)?;
             let mut idem = txn.open_table(IDEM).map_err(io)?;
             let mut idem_exp = txn.open_table(IDEM_EXP).map_err(io)?;
+            let mut aux = txn.open_table(AUX).map_err(io)?;
             for op in ops {
                 match op {
                     Op::PutAgent(rec) => {
@@ -149,6 +152,13 @@ impl BatchWriter for Writer {
                             .insert((rec.expires_at, rec.scope.as_str()), ())
                             .map_err(io)?;
                     }
+                    Op::PutAux { table, key, value } => {
+                        aux.insert((table.name(), key.as_str()), value.as_slice())
+                            .map_err(io)?;
+                    }
+                    Op::DeleteAux { table, key } => {
+                        aux.remove((table.name(), key.as_str())).map_err(io)?;
+                    }
                     Op::DeleteIdempotency(scope) => {
                         let old: Option<IdempotencyRecord> =
                             match idem.remove(scope.as_str()).map_err(io)? {
@@ -223,6 +233,7 @@ impl RedbStore {
                 txn.open_table(EVENTS).map_err(io)?;
                 txn.open_table(IDEM).map_err(io)?;
                 txn.open_table(IDEM_EXP).map_err(io)?;
+                txn.open_table(AUX).map_err(io)?;
             }
             txn.commit().map_err(io)?;
         }
@@ -419,14 +430,108 @@ impl Store for RedbStore {
         Ok(out)
     }
 
+    async fn get_aux(&self, table: Aux, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        let t = self.read()?.open_table(AUX).map_err(io)?;
+        Ok(t.get((table.name(), key))
+            .map_err(io)?
+            .map(|v| v.value().to_vec()))
+    }
+
+    async fn scan_aux(
+        &self,
+        table: Aux,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<(String, Vec<u8>)>> {
+        let t = self.read()?.open_table(AUX).map_err(io)?;
+        let start = match after {
+            Some(a) if a > prefix => a,
+            _ => prefix,
+        };
+        let mut out = Vec::new();
+        for item in t
+            .range((table.name(), start)..(table.name(), "\u{10FFFF}"))
+            .map_err(io)?
+        {
+            let (k, v) = item.map_err(io)?;
+            let (_, key) = k.value();
+            if after.is_some_and(|a| key <= a) {
+                continue;
+            }
+            if !key.starts_with(prefix) {
+                break;
+            }
+            out.push((key.to_string(), v.value().to_vec()));
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn export(
+        &self,
+        out: &mut (dyn FnMut(Record) -> StoreResult<()> + Send),
+    ) -> StoreResult<()> {
+        // One read transaction: a consistent snapshot; writers are not blocked (MVCC).
+        let txn = self.read()?;
+        for item in txn.open_table(AGENTS).map_err(io)?.iter().map_err(io)? {
+            let (_, v) = item.map_err(io)?;
+            out(Record::Agent(decode_json("agents", v.value())?))?;
+        }
+        for item in txn.open_table(SESSIONS).map_err(io)?.iter().map_err(io)? {
+            let (_, v) = item.map_err(io)?;
+            out(Record::Session(decode("sessions", v.value())?))?;
+        }
+        for item in txn.open_table(REQUESTS).map_err(io)?.iter().map_err(io)? {
+            let (_, v) = item.map_err(io)?;
+            out(Record::Request(decode("requests", v.value())?))?;
+        }
+        for item in txn.open_table(EVENTS).map_err(io)?.iter().map_err(io)? {
+            let (_, v) = item.map_err(io)?;
+            out(Record::Event(decode("events", v.value())?))?;
+        }
+        for item in txn.open_table(IDEM).map_err(io)?.iter().map_err(io)? {
+            let (_, v) = item.map_err(io)?;
+            out(Record::Idempotency(decode("idempotency", v.value())?))?;
+        }
+        for item in txn.open_table(AUX).map_err(io)?.iter().map_err(io)? {
+            let (k, v) = item.map_err(io)?;
+            let (table, key) = k.value();
+            let Some(table) = Aux::from_name(table) else {
+                return Err(StoreError::Corrupt {
+                    table: "aux",
+                    detail: format!("unknown auxiliary table {table:?}"),
+                });
+            };
+            out(Record::Aux {
+                table,
+                key: key.to_string(),
+                value: v.value().to_vec(),
+            })?;
+        }
+        Ok(())
+    }
+
     async fn counts(&self) -> StoreResult<StoreCounts> {
         let txn = self.read()?;
+        let aux_table = txn.open_table(AUX).map_err(io)?;
+        let mut aux = std::collections::BTreeMap::new();
+        for a in Aux::ALL {
+            let n = aux_table
+                .range((a.name(), "")..(a.name(), "\u{10FFFF}"))
+                .map_err(io)?
+                .count() as u64;
+            aux.insert(a.name().to_string(), n);
+        }
         Ok(StoreCounts {
             agents: txn.open_table(AGENTS).map_err(io)?.len().map_err(io)?,
             sessions: txn.open_table(SESSIONS).map_err(io)?.len().map_err(io)?,
             requests: txn.open_table(REQUESTS).map_err(io)?.len().map_err(io)?,
             events: txn.open_table(EVENTS).map_err(io)?.len().map_err(io)?,
             idempotency_keys: txn.open_table(IDEM).map_err(io)?.len().map_err(io)?,
+            aux,
         })
     }
 

@@ -8,7 +8,7 @@ use a2a_mcp::model::{
     AgentRecord, AgentSource, AgentSpec, Event, EventKind, IdempotencyRecord, RequestRecord,
     RequestState, SessionRecord,
 };
-use a2a_mcp::store::{DynStore, Op, RequestFilter, StoreError};
+use a2a_mcp::store::{Aux, DynStore, Op, Record, RequestFilter, StoreError};
 use async_trait::async_trait;
 
 /// How the suite gets stores of one backend.
@@ -415,6 +415,123 @@ pub async fn data_survives_reopen(b: &dyn Backend) {
     s.ping().await.unwrap();
 }
 
+pub async fn aux_tables_scan_in_key_order(b: &dyn Backend) {
+    let s = b.fresh().await;
+    let put = |t: Aux, k: &str, v: &str| Op::PutAux {
+        table: t,
+        key: k.into(),
+        value: v.as_bytes().to_vec(),
+    };
+    s.write(vec![
+        put(Aux::Audit, "0003", "c"),
+        put(Aux::Audit, "0001", "a"),
+        put(Aux::Audit, "0002", "b"),
+        put(Aux::Grants, "0001", "other table"),
+        put(Aux::PushConfigs, "task1/c1", "x"),
+        put(Aux::PushConfigs, "task1/c2", "y"),
+        put(Aux::PushConfigs, "task10/c1", "z"),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(
+        s.get_aux(Aux::Audit, "0002").await.unwrap(),
+        Some(b"b".to_vec())
+    );
+    assert_eq!(s.get_aux(Aux::Audit, "0009").await.unwrap(), None);
+    let keys = |v: Vec<(String, Vec<u8>)>| v.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+    assert_eq!(
+        keys(s.scan_aux(Aux::Audit, "", None, 10).await.unwrap()),
+        vec!["0001", "0002", "0003"]
+    );
+    assert_eq!(
+        keys(s.scan_aux(Aux::Audit, "", Some("0001"), 10).await.unwrap()),
+        vec!["0002", "0003"]
+    );
+    assert_eq!(
+        keys(s.scan_aux(Aux::Audit, "", None, 2).await.unwrap()),
+        vec!["0001", "0002"]
+    );
+    assert_eq!(
+        keys(
+            s.scan_aux(Aux::PushConfigs, "task1/", None, 10)
+                .await
+                .unwrap()
+        ),
+        vec!["task1/c1", "task1/c2"]
+    );
+    s.write(vec![Op::DeleteAux {
+        table: Aux::Audit,
+        key: "0002".into(),
+    }])
+    .await
+    .unwrap();
+    assert_eq!(
+        keys(s.scan_aux(Aux::Audit, "", None, 10).await.unwrap()),
+        vec!["0001", "0003"]
+    );
+    let c = s.counts().await.unwrap();
+    assert_eq!(c.aux.get("audit"), Some(&2));
+    assert_eq!(c.aux.get("push_configs"), Some(&3));
+}
+
+pub async fn export_yields_every_record(b: &dyn Backend) {
+    let s = b.fresh().await;
+    let written = vec![
+        Record::Agent(agent("a")),
+        Record::Session(SessionRecord {
+            id: "s1".into(),
+            principal: "p".into(),
+            agent_id: None,
+            metadata: "{}".into(),
+            created_at: 1,
+            closed_at: None,
+        }),
+        Record::Request(request("r1", RequestState::Done, Some("s1"), "a")),
+        Record::Event(event("r1", 1, EventKind::Start)),
+        Record::Event(event("r1", 2, EventKind::Final("1".into()))),
+        Record::Idempotency(IdempotencyRecord {
+            scope: "sc".into(),
+            request_id: "r1".into(),
+            args_hash: "h".into(),
+            expires_at: 99,
+        }),
+        Record::Aux {
+            table: Aux::ApiKeys,
+            key: "k1".into(),
+            value: vec![1, 2, 3],
+        },
+    ];
+    s.write(written.iter().cloned().map(Record::into_op).collect())
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    s.export(&mut |r| {
+        got.push(r);
+        Ok(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(got, written);
+    // A fresh store written from the export holds the same records.
+    let t = b.fresh().await;
+    t.write(got.clone().into_iter().map(Record::into_op).collect())
+        .await
+        .unwrap();
+    let mut again = Vec::new();
+    t.export(&mut |r| {
+        again.push(r);
+        Ok(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(again, got);
+    // An error from the consumer stops the export and is returned.
+    let r = s
+        .export(&mut |_| Err(StoreError::Other("stop".into())))
+        .await;
+    assert!(matches!(r, Err(StoreError::Other(m)) if m == "stop"));
+}
+
 pub async fn closed_store_refuses_writes(b: &dyn Backend) {
     let s = b.fresh().await;
     s.close().await.unwrap();
@@ -447,6 +564,8 @@ macro_rules! conformance_suite {
             check!(concurrent_writers_all_land);
             check!(data_survives_reopen);
             check!(closed_store_refuses_writes);
+            check!(aux_tables_scan_in_key_order);
+            check!(export_yields_every_record);
         }
     };
 }
@@ -456,12 +575,18 @@ macro_rules! conformance_suite {
 
 pub struct Redb {
     dir: tempfile::TempDir,
+    next: std::sync::atomic::AtomicU32,
+    current: parking_lot::Mutex<std::path::PathBuf>,
 }
 
 impl Redb {
     pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let current = parking_lot::Mutex::new(dir.path().join("s0.redb"));
         Self {
-            dir: tempfile::tempdir().unwrap(),
+            dir,
+            next: std::sync::atomic::AtomicU32::new(0),
+            current,
         }
     }
 }
@@ -469,12 +594,16 @@ impl Redb {
 #[async_trait]
 impl Backend for Redb {
     async fn fresh(&self) -> DynStore {
-        Arc::new(a2a_mcp::store::redb::RedbStore::open(&self.dir.path().join("s.redb")).unwrap())
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let path = self.dir.path().join(format!("s{n}.redb"));
+        *self.current.lock() = path.clone();
+        Arc::new(a2a_mcp::store::redb::RedbStore::open(&path).unwrap())
     }
     async fn reopen(&self, store: DynStore) -> DynStore {
         store.close().await.unwrap();
         drop(store);
-        Arc::new(a2a_mcp::store::redb::RedbStore::open(&self.dir.path().join("s.redb")).unwrap())
+        let path = self.current.lock().clone();
+        Arc::new(a2a_mcp::store::redb::RedbStore::open(&path).unwrap())
     }
 }
 
