@@ -10,12 +10,23 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::model::AgentSpec;
+use crate::policy::AgentPolicy;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CatalogFile {
     #[serde(default)]
     agents: Vec<AgentSpec>,
+    #[serde(default)]
+    policies: Vec<AgentPolicy>,
+}
+
+/// Everything the catalog directory defines.
+#[derive(Debug, Default, Clone)]
+pub struct Catalog {
+    pub agents: Vec<AgentSpec>,
+    /// Per-agent access lists (`[[policies]]`).
+    pub policies: Vec<AgentPolicy>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -23,10 +34,10 @@ struct CatalogFile {
 pub struct CatalogError(pub String);
 
 /// Loads every `*.toml` file of `dir`. A missing directory is an empty catalog.
-pub fn load(dir: &Path) -> Result<Vec<AgentSpec>, CatalogError> {
+pub fn load(dir: &Path) -> Result<Catalog, CatalogError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Catalog::default()),
         Err(e) => {
             return Err(CatalogError(format!("cannot read {}: {e}", dir.display())));
         }
@@ -38,6 +49,7 @@ pub fn load(dir: &Path) -> Result<Vec<AgentSpec>, CatalogError> {
         .collect();
     files.sort();
     let mut out = Vec::new();
+    let mut policies = Vec::new();
     let mut ids = BTreeSet::new();
     for path in files {
         let text = std::fs::read_to_string(&path)
@@ -56,8 +68,16 @@ pub fn load(dir: &Path) -> Result<Vec<AgentSpec>, CatalogError> {
             }
             out.push(spec);
         }
+        for policy in file.policies {
+            crate::policy::AccessLists::compile(vec![policy.clone()])
+                .map_err(|e| CatalogError(format!("{}: {e}", path.display())))?;
+            policies.push(policy);
+        }
     }
-    Ok(out)
+    Ok(Catalog {
+        agents: out,
+        policies,
+    })
 }
 
 #[cfg(test)]
@@ -65,8 +85,8 @@ mod tests {
     #[test]
     fn shipped_catalog_loads() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/catalog");
-        let agents = super::load(&dir).unwrap();
-        let echo = agents.iter().find(|a| a.id == "echo").unwrap();
+        let catalog = super::load(&dir).unwrap();
+        let echo = catalog.agents.iter().find(|a| a.id == "echo").unwrap();
         assert_eq!(echo.capabilities[0].name, "chat");
     }
 }

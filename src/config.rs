@@ -34,6 +34,7 @@ macro_rules! s {
     };
 }
 
+#[rustfmt::skip]
 pub const SETTINGS: &[Setting] = &[
     s!(
         "env",
@@ -181,6 +182,30 @@ pub const SETTINGS: &[Setting] = &[
         "20s",
         "WebSocket ping interval; a client silent for three intervals is dropped."
     ),
+    s!("auth", ["A2A_AUTH"], "auto",
+       "`auto`: API keys are required once at least one active key exists; `required`: always; `off`: never (refused in production on a non-loopback address)."),
+    s!("stdio_role", ["A2A_STDIO_ROLE"], "admin",
+       "Role of the local user of `a2a-mcp stdio` (admin, operator, invoker, viewer)."),
+    s!("rate_limits", ["A2A_RATE_LIMITS"], "default=100/s,admin=1000/s,ip=1000/s",
+       "Rate limits: `name=N/s|N/m|off` for `default`, `admin`, `operator`, `invoker`, `viewer` (per key) and `ip` (per client address; loopback exempt unless `ip_loopback=on`)."),
+    s!("tls_cert", ["A2A_TLS_CERT"], "",
+       "PEM certificate chain; with `tls_key`, both listeners speak TLS (1.2+). Reloaded on SIGHUP and when the files change."),
+    s!("tls_key", ["A2A_TLS_KEY"], "",
+       "PEM private key for `tls_cert`."),
+    s!("tls_client_ca", ["A2A_TLS_CLIENT_CA"], "",
+       "PEM CA bundle: when set, clients of the API listener must present a certificate it signed (mTLS)."),
+    s!("ops_tls", ["A2A_OPS_TLS"], "on",
+       "`on`: the operations listener uses TLS too when a certificate is set; `off`: plain HTTP (e.g. for an in-cluster scraper)."),
+    s!("max_connections", ["A2A_MAX_CONNECTIONS"], "4096",
+       "Open connections per listener; further connections wait in the kernel backlog."),
+    s!("max_streams_per_key", ["A2A_MAX_STREAMS_PER_KEY"], "256",
+       "WebSocket/SSE subscriptions one credential may hold at once."),
+    s!("audit_retention", ["A2A_AUDIT_RETENTION"], "90d",
+       "How long audit log entries are kept."),
+    s!("runtime_process_agents", ["A2A_RUNTIME_PROCESS_AGENTS"], "admin",
+       "Who may deploy or change `process` agents (which run commands on this host) at run time: `admin`, `operator`, or `off` (catalog files only)."),
+    s!("agent_callbacks", ["A2A_AGENT_CALLBACKS"], "true",
+       "Give process agents A2A_HUB_URL and a per-request A2A_HUB_TOKEN so they can call back into the hub as themselves (subject to grants)."),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,6 +217,13 @@ pub enum Env {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoreKind {
     Redb,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    Auto,
+    Required,
+    Off,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -228,6 +260,19 @@ pub struct Config {
     pub shutdown_grace: Duration,
     pub max_wait: Duration,
     pub ws_heartbeat: Duration,
+    pub auth: AuthMode,
+    pub stdio_role: crate::model::Role,
+    pub rate_limits: crate::policy::ratelimit::Limits,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_client_ca: Option<PathBuf>,
+    pub ops_tls: bool,
+    pub max_connections: usize,
+    pub max_streams_per_key: usize,
+    pub audit_retention: Duration,
+    pub agent_callbacks: bool,
+    /// Lowest role that may deploy process agents at run time (`None`: nobody).
+    pub runtime_process_agents: Option<crate::model::Role>,
     /// Where each setting's value came from, for `check-config`.
     pub provenance: BTreeMap<&'static str, (String, &'static str)>,
 }
@@ -451,8 +496,42 @@ impl Config {
             shutdown_grace: raw.duration("shutdown_grace")?,
             max_wait: raw.duration("max_wait")?,
             ws_heartbeat: raw.duration("ws_heartbeat")?,
+            auth: match raw.get("auth").0.trim() {
+                "auto" | "" => AuthMode::Auto,
+                "required" | "on" => AuthMode::Required,
+                "off" | "none" => AuthMode::Off,
+                _ => return Err(raw.err("auth", "auto, required or off")),
+            },
+            stdio_role: raw.parse("stdio_role", "admin, operator, invoker or viewer")?,
+            rate_limits: crate::policy::ratelimit::parse(raw.get("rate_limits").0)
+                .map_err(|e| raw.err("rate_limits", &format!("name=N/s|N/m|off pairs ({e})")))?,
+            tls_cert: raw.text("tls_cert").map(PathBuf::from),
+            tls_key: raw.text("tls_key").map(PathBuf::from),
+            tls_client_ca: raw.text("tls_client_ca").map(PathBuf::from),
+            ops_tls: raw.bool("ops_tls")?,
+            max_connections: raw.positive("max_connections")?,
+            max_streams_per_key: raw.positive("max_streams_per_key")?,
+            audit_retention: raw.duration("audit_retention")?,
+            agent_callbacks: raw.bool("agent_callbacks")?,
+            runtime_process_agents: match raw.get("runtime_process_agents").0.trim() {
+                "admin" | "" => Some(crate::model::Role::Admin),
+                "operator" => Some(crate::model::Role::Operator),
+                "off" => None,
+                _ => return Err(raw.err("runtime_process_agents", "admin, operator or off")),
+            },
             provenance: raw.values,
         };
+        if cfg.tls_cert.is_some() != cfg.tls_key.is_some() {
+            return Err(ConfigError(
+                "tls_cert (A2A_TLS_CERT) and tls_key (A2A_TLS_KEY) must be set together".into(),
+            ));
+        }
+        if cfg.tls_client_ca.is_some() && cfg.tls_cert.is_none() {
+            return Err(ConfigError(
+                "tls_client_ca (A2A_TLS_CLIENT_CA) needs tls_cert and tls_key: mTLS runs over TLS"
+                    .into(),
+            ));
+        }
         if cfg.sweep_interval.is_zero() {
             return Err(ConfigError(
                 "sweep_interval (A2A_SWEEP_INTERVAL) must be longer than 0".into(),
@@ -468,6 +547,10 @@ impl Config {
 
     pub fn is_production(&self) -> bool {
         self.env == Env::Production
+    }
+
+    pub fn tls_enabled(&self) -> bool {
+        self.tls_cert.is_some()
     }
 
     /// The effective configuration, one `key = value  (source)` line each, secrets masked.

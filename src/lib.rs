@@ -13,6 +13,8 @@ pub mod executor;
 pub mod hub;
 pub mod metrics;
 pub mod model;
+pub mod policy;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod tls;

@@ -145,6 +145,27 @@ pub struct ProcessSpec {
     /// Cap on bytes read from stdout (default 16 MiB); over it the process is killed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_output_bytes: Option<u64>,
+    /// Resource limits applied to the process (rlimits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<ProcessLimits>,
+}
+
+/// rlimits of a process agent; each is optional.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessLimits {
+    /// CPU time in seconds (RLIMIT_CPU); the kernel kills the process past it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_seconds: Option<u64>,
+    /// Address space in MiB (RLIMIT_AS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mb: Option<u64>,
+    /// Open file descriptors (RLIMIT_NOFILE).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_files: Option<u64>,
+    /// Processes of the user (RLIMIT_NPROC), a fork-bomb guard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processes: Option<u64>,
 }
 
 /// An agent definition, as in the catalog and the deploy API.
@@ -264,8 +285,8 @@ pub struct AgentRecord {
 // ---------------------------------------------------------------------------------------------
 // Principals
 
-/// Roles of DESIGN.md §6, from most to least powerful.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+/// Roles of DESIGN.md §6, from least to most powerful.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Viewer,
@@ -300,11 +321,64 @@ impl std::str::FromStr for Role {
     }
 }
 
+/// Which front door a call came through (for audit, metrics and rate limits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Surface {
+    Mcp,
+    Rest,
+    A2a,
+    Stream,
+    Stdio,
+    Cli,
+    Internal,
+}
+
+impl Surface {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Surface::Mcp => "mcp",
+            Surface::Rest => "rest",
+            Surface::A2a => "a2a",
+            Surface::Stream => "stream",
+            Surface::Stdio => "stdio",
+            Surface::Cli => "cli",
+            Surface::Internal => "internal",
+        }
+    }
+}
+
+/// How a caller was identified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrincipalKind {
+    /// No credentials while authentication is not required (loopback development use).
+    Anonymous,
+    /// The local user of `a2a-mcp stdio` or the CLI.
+    Local,
+    /// An API key.
+    Key,
+    /// The legacy shared `STREAM_TOKEN`: may only follow streams.
+    StreamToken,
+    /// An agent's own process calling back into the hub while it runs a request.
+    Agent,
+}
+
+/// The agent on whose behalf a call is made (agent principals).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentActor {
+    pub agent_id: String,
+    pub request_id: String,
+}
+
 /// Who is calling. Idempotency keys and request ownership are scoped to `id`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
+    /// Stable identity: `key:<id>`, `agent:<id>`, `local`, `anonymous`, `stream-token`.
     pub id: String,
     pub role: Role,
+    pub kind: PrincipalKind,
+    pub key_id: Option<String>,
+    pub agent: Option<AgentActor>,
+    pub surface: Surface,
 }
 
 impl Principal {
@@ -312,11 +386,38 @@ impl Principal {
         Self {
             id: id.into(),
             role,
+            kind: PrincipalKind::Local,
+            key_id: None,
+            agent: None,
+            surface: Surface::Internal,
         }
     }
-    /// The caller on an unauthenticated surface while authentication is not configured.
+    /// The caller on an unauthenticated surface while authentication is not required.
     pub fn anonymous() -> Self {
-        Self::new("anonymous", Role::Admin)
+        Self {
+            kind: PrincipalKind::Anonymous,
+            ..Self::new("anonymous", Role::Admin)
+        }
+    }
+    pub fn with_key(mut self, key_id: &str) -> Self {
+        self.kind = PrincipalKind::Key;
+        self.key_id = Some(key_id.to_string());
+        self
+    }
+    pub fn with_surface(mut self, surface: Surface) -> Self {
+        self.surface = surface;
+        self
+    }
+    /// An agent process acting while it runs `request_id`.
+    pub fn agent(agent_id: &str, request_id: &str) -> Self {
+        Self {
+            kind: PrincipalKind::Agent,
+            agent: Some(AgentActor {
+                agent_id: agent_id.to_string(),
+                request_id: request_id.to_string(),
+            }),
+            ..Self::new(format!("agent:{agent_id}"), Role::Invoker)
+        }
     }
 }
 

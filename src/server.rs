@@ -3,9 +3,15 @@
 //! everything else to the warp filter tree, on the same port (STACK.md §3).
 //!
 //! Two listeners: the public API (`STREAM_PORT`: `/mcp`, `/stream`, `/api/v1`) and operations
-//! (`METRICS_PORT`: `/healthz`, `/readyz`, `/metrics`, `/api/agent`). Every response gets the
-//! security headers and is counted in `a2a_http_requests_total`. Stopping a listener stops
-//! accepting at once and gives open connections the grace period to finish.
+//! (`METRICS_PORT`: `/healthz`, `/readyz`, `/metrics`, `/api/agent`). Both speak TLS when a
+//! certificate is configured (the ops port can opt out with `A2A_OPS_TLS=off`).
+//!
+//! On the API listener every request is authenticated here, once, before any handler runs:
+//! the credential (`Authorization: Bearer`, or `token=` on stream routes) becomes a
+//! [`Principal`] in the request's extensions, or the request ends with 401; the rate limits
+//! apply next (429 with `Retry-After`). Only the OpenAPI document and agent cards are public.
+//! Every response gets the security headers and is counted in `a2a_http_requests_total`.
+//! Stopping a listener stops accepting at once and gives open connections the grace period.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -23,20 +29,32 @@ use rmcp::transport::StreamableHttpServerConfig;
 use rmcp::transport::StreamableHttpService;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tower_service::Service;
 use warp::Filter;
 
 use crate::api::{self, ApiContext, mcp::McpServer};
+use crate::error::{ErrorCode, HubError};
 use crate::metrics;
+use crate::model::{Principal, Surface};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Resp = http::Response<BoxBody<Bytes, BoxError>>;
 
+/// Time a client has to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time a client has to send a request's headers (also closes idle keep-alive connections).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time a client has to send an `/mcp` body.
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A running listener.
 pub struct Listener {
     pub addr: SocketAddr,
+    pub tls: bool,
     stop: CancellationToken,
     task: JoinHandle<()>,
 }
@@ -47,10 +65,14 @@ impl Listener {
         self.stop.cancel();
         let _ = tokio::time::timeout(grace + Duration::from_secs(1), self.task).await;
     }
+
+    pub fn scheme(&self) -> &'static str {
+        if self.tls { "https" } else { "http" }
+    }
 }
 
 /// Which listener a response came from, for metrics.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Api,
     Ops,
@@ -63,6 +85,8 @@ fn route_group(path: &str) -> &'static str {
         "stream"
     } else if path.starts_with("/api/v1") {
         "rest"
+    } else if path.starts_with("/a2a") || path.starts_with("/.well-known") {
+        "a2a"
     } else if path.starts_with("/healthz") || path.starts_with("/readyz") {
         "health"
     } else if path.starts_with("/metrics") {
@@ -74,7 +98,29 @@ fn route_group(path: &str) -> &'static str {
     }
 }
 
-fn with_security_headers(mut resp: Resp) -> Resp {
+fn surface_of(group: &str) -> Surface {
+    match group {
+        "mcp" => Surface::Mcp,
+        "stream" => Surface::Stream,
+        "a2a" => Surface::A2a,
+        _ => Surface::Rest,
+    }
+}
+
+/// Routes anyone may read: the API description and A2A agent cards.
+fn is_public(path: &str) -> bool {
+    path == "/api/v1/openapi.json"
+        || path == "/.well-known/agent-card.json"
+        || path == "/.well-known/agent.json"
+        || (path.starts_with("/a2a/") && path.ends_with("/.well-known/agent-card.json"))
+}
+
+/// Routes where the legacy `STREAM_TOKEN` and `token=` are accepted.
+fn is_stream_route(path: &str) -> bool {
+    path == "/stream" || (path.starts_with("/api/v1/requests/") && path.ends_with("/events"))
+}
+
+fn with_security_headers(mut resp: Resp, tls: bool) -> Resp {
     let h = resp.headers_mut();
     h.insert(
         "x-content-type-options",
@@ -85,14 +131,128 @@ fn with_security_headers(mut resp: Resp) -> Resp {
         http::HeaderValue::from_static("no-referrer"),
     );
     h.insert("x-frame-options", http::HeaderValue::from_static("DENY"));
+    h.insert(
+        "content-security-policy",
+        http::HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+    );
     h.entry(http::header::CACHE_CONTROL)
         .or_insert(http::HeaderValue::from_static("no-store"));
+    if tls {
+        h.insert(
+            "strict-transport-security",
+            http::HeaderValue::from_static("max-age=31536000"),
+        );
+    }
     resp
+}
+
+fn full(body: String) -> BoxBody<Bytes, BoxError> {
+    http_body_util::Full::new(Bytes::from(body))
+        .map_err(|e| match e {})
+        .boxed()
+}
+
+/// An authentication or rate-limit refusal, in the shape of the surface: a JSON-RPC error for
+/// MCP, the error registry's JSON otherwise.
+fn refusal(group: &str, e: &HubError, retry_after: Option<Duration>) -> Resp {
+    let body = if group == "mcp" {
+        let mut err = serde_json::json!({"code": e.code.rpc_code(), "message": e.message,
+            "data": {"code": e.code.name()}});
+        if let Some(d) = retry_after {
+            err["data"]["retryAfterSeconds"] = serde_json::json!(d.as_secs_f64().ceil() as u64);
+        }
+        serde_json::json!({"jsonrpc": "2.0", "id": null, "error": err}).to_string()
+    } else {
+        e.to_json().to_string()
+    };
+    let mut resp = http::Response::new(full(body));
+    *resp.status_mut() =
+        http::StatusCode::from_u16(e.code.http_status()).unwrap_or(http::StatusCode::BAD_REQUEST);
+    let h = resp.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    if e.code == ErrorCode::Unauthenticated {
+        h.insert(
+            http::header::WWW_AUTHENTICATE,
+            http::HeaderValue::from_static("Bearer realm=\"a2a-mcp\""),
+        );
+    }
+    if let Some(d) = retry_after
+        && let Ok(v) =
+            http::HeaderValue::from_str(&(d.as_secs_f64().ceil() as u64).max(1).to_string())
+    {
+        h.insert(http::header::RETRY_AFTER, v);
+    }
+    resp
+}
+
+/// The credential of a request: `Authorization: Bearer`, or `token=` on stream routes.
+fn credential(req: &http::Request<Incoming>, stream_route: bool) -> Option<String> {
+    if let Some(b) = api::bearer(req.headers()) {
+        return Some(b.to_string());
+    }
+    if stream_route {
+        let q = req.uri().query()?;
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(q).ok()?;
+        return pairs
+            .into_iter()
+            .find(|(k, _)| k == "token")
+            .map(|(_, v)| v);
+    }
+    None
+}
+
+/// Authenticates and rate-limits an API request; on success the principal is in its
+/// extensions.
+async fn admit(
+    ctx: &ApiContext,
+    req: &mut http::Request<Incoming>,
+    group: &str,
+    peer: SocketAddr,
+) -> Result<(), Resp> {
+    let path = req.uri().path().to_string();
+    let surface = surface_of(group);
+    let principal = if is_public(&path) {
+        Principal::anonymous().with_surface(surface)
+    } else {
+        let stream_route = is_stream_route(&path);
+        let token = credential(req, stream_route);
+        match ctx
+            .hub
+            .authenticate(token.as_deref(), surface, stream_route)
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => return Err(refusal(group, &e, None)),
+        }
+    };
+    if let Err(r) = ctx.hub.check_rate(&principal, Some(peer.ip())) {
+        let e = HubError::new(
+            ErrorCode::RateLimited,
+            format!(
+                "rate limit exceeded ({}); retry after {} s",
+                if r.by_address {
+                    "per client address"
+                } else {
+                    "per key"
+                },
+                r.retry_after.as_secs_f64().ceil() as u64
+            ),
+        );
+        return Err(refusal(group, &e, Some(r.retry_after)));
+    }
+    req.extensions_mut().insert(principal);
+    Ok(())
 }
 
 /// The whole public API as one warp filter (everything but `/mcp`).
 fn api_filter(ctx: Arc<ApiContext>) -> warp::filters::BoxedFilter<(warp::reply::Response,)> {
-    let rest = api::rest::routes(ctx.clone());
+    let rest = api::rest::routes(ctx.clone())
+        .or(api::admin::routes(ctx.clone()))
+        .unify()
+        .boxed();
     let routes = if ctx.config.enable_streaming {
         api::ws::routes(ctx.clone()).or(rest).unify().boxed()
     } else {
@@ -150,11 +310,32 @@ async fn recover(r: warp::Rejection) -> Result<warp::reply::Response, Infallible
     Ok(api::error_response(&e))
 }
 
+/// TLS for a listener, when configured (`client_auth`: verify client certificates).
+fn tls_acceptor(ctx: &ApiContext, client_auth: bool) -> std::io::Result<Option<TlsAcceptor>> {
+    let cfg = &ctx.config;
+    let (Some(cert), Some(key)) = (&cfg.tls_cert, &cfg.tls_key) else {
+        return Ok(None);
+    };
+    let reloading = crate::tls::ReloadingCert::load(cert, key).map_err(std::io::Error::other)?;
+    reloading.watch(ctx.hub_stopping());
+    let ca = if client_auth {
+        cfg.tls_client_ca.as_deref()
+    } else {
+        None
+    };
+    let server = crate::tls::server_config(reloading, ca).map_err(std::io::Error::other)?;
+    Ok(Some(TlsAcceptor::from(server)))
+}
+
 /// Starts the public API listener on `addr` (port 0 = any free port).
 pub async fn start_api(ctx: Arc<ApiContext>, addr: SocketAddr) -> std::io::Result<Listener> {
+    let tls = tls_acceptor(&ctx, true)?;
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
-    ctx.set_stream_base(bound);
+    ctx.set_stream_base_tls(bound, tls.is_some());
+    if let Some(base) = ctx.http_base() {
+        ctx.hub.set_hub_url(base);
+    }
     let cfg = &ctx.config;
     let mut hosts: Vec<String> = cfg.allowed_hosts.clone();
     // The bound address itself is a legitimate Host (e.g. 127.0.0.1:PORT on any port).
@@ -186,18 +367,19 @@ pub async fn start_api(ctx: Arc<ApiContext>, addr: SocketAddr) -> std::io::Resul
         Arc::new(LocalSessionManager::default()),
         mcp_cfg,
     );
-    let warp_svc = warp::service(api_filter(ctx.clone()));
+    let shared = Arc::new(Shared {
+        kind: Kind::Api,
+        ctx: ctx.clone(),
+        mcp: Some(mcp),
+        warp: api_filter(ctx.clone()),
+        tls: tls.is_some(),
+    });
     let stop = CancellationToken::new();
-    let task = tokio::spawn(accept_loop(
-        listener,
-        stop.clone(),
-        Kind::Api,
-        Some(mcp),
-        warp_svc,
-        cfg.max_body_bytes,
-    ));
+    let is_tls = tls.is_some();
+    let task = tokio::spawn(accept_loop(listener, stop.clone(), shared, tls));
     Ok(Listener {
         addr: bound,
+        tls: is_tls,
         stop,
         task,
     })
@@ -205,51 +387,67 @@ pub async fn start_api(ctx: Arc<ApiContext>, addr: SocketAddr) -> std::io::Resul
 
 /// Starts the operations listener.
 pub async fn start_ops(ctx: Arc<ApiContext>, addr: SocketAddr) -> std::io::Result<Listener> {
+    let tls = if ctx.config.ops_tls {
+        tls_acceptor(&ctx, false)?
+    } else {
+        None
+    };
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
-    let max_body = ctx.config.max_body_bytes;
-    let warp_svc = warp::service(ops_filter(ctx));
+    let shared = Arc::new(Shared {
+        kind: Kind::Ops,
+        ctx: ctx.clone(),
+        mcp: None,
+        warp: ops_filter(ctx),
+        tls: tls.is_some(),
+    });
     let stop = CancellationToken::new();
-    let task = tokio::spawn(accept_loop(
-        listener,
-        stop.clone(),
-        Kind::Ops,
-        None,
-        warp_svc,
-        max_body,
-    ));
+    let is_tls = tls.is_some();
+    let task = tokio::spawn(accept_loop(listener, stop.clone(), shared, tls));
     Ok(Listener {
         addr: bound,
+        tls: is_tls,
         stop,
         task,
     })
 }
 
 type McpService = StreamableHttpService<McpServer, LocalSessionManager>;
+type Routes = warp::filters::BoxedFilter<(warp::reply::Response,)>;
 
-async fn accept_loop<W>(
+/// What every connection of a listener shares.
+struct Shared {
+    kind: Kind,
+    ctx: Arc<ApiContext>,
+    mcp: Option<McpService>,
+    warp: Routes,
+    tls: bool,
+}
+
+async fn accept_loop(
     listener: TcpListener,
     stop: CancellationToken,
-    kind: Kind,
-    mcp: Option<McpService>,
-    warp_svc: W,
-    max_body: usize,
-) where
-    W: Service<http::Request<Incoming>, Response = warp::reply::Response, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    W::Future: Send,
-{
+    shared: Arc<Shared>,
+    tls: Option<TlsAcceptor>,
+) {
     let graceful = GracefulShutdown::new();
     let mut builder = Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30))
+        .header_read_timeout(HEADER_TIMEOUT)
         .keep_alive(true);
     builder.http2().timer(TokioTimer::new());
+    let slots = Arc::new(Semaphore::new(shared.ctx.config.max_connections));
     loop {
+        // At the connection cap, stop accepting: further clients wait in the kernel backlog.
+        let permit = tokio::select! {
+            _ = stop.cancelled() => break,
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
         let (stream, peer) = tokio::select! {
             _ = stop.cancelled() => break,
             r = listener.accept() => match r {
@@ -263,69 +461,120 @@ async fn accept_loop<W>(
             },
         };
         let _ = stream.set_nodelay(true);
-        let mcp = mcp.clone();
-        let warp_svc = warp_svc.clone();
-        let svc = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
-            let mut mcp = mcp.clone();
-            let mut warp_svc = warp_svc.clone();
-            req.extensions_mut().insert(PeerAddr(peer));
-            async move {
-                let started = Instant::now();
-                let path = req.uri().path().to_string();
-                let group = route_group(&path);
-                let resp: Resp = match (&mut mcp, group) {
-                    (Some(m), "mcp") => match buffer_mcp_body(req, max_body).await {
-                        Ok(req) => {
-                            let is_delete = req.method() == http::Method::DELETE;
-                            let mut r = match m.call(req).await {
-                                Ok(r) => r.map(|b| b.map_err(|e| match e {}).boxed()),
-                                Err(e) => match e {},
-                            };
-                            // Ending a session answers 204 (clients expect 200/204, not 202).
-                            if is_delete && r.status() == http::StatusCode::ACCEPTED {
-                                *r.status_mut() = http::StatusCode::NO_CONTENT;
-                            }
-                            r
+        let svc_shared = shared.clone();
+        let svc = hyper::service::service_fn(move |req: http::Request<Incoming>| {
+            let shared = svc_shared.clone();
+            async move { Ok::<_, Infallible>(handle(&shared, req, peer).await) }
+        });
+        match &tls {
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                let builder = builder.clone();
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    let tls_stream = match tokio::time::timeout(
+                        HANDSHAKE_TIMEOUT,
+                        acceptor.accept(stream),
+                    )
+                    .await
+                    {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, "TLS handshake failed: {e}");
+                            return;
                         }
-                        Err(early) => early,
-                    },
-                    _ => match warp_svc.call(req).await {
-                        Ok(r) => r.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed()),
-                        Err(e) => match e {},
-                    },
-                };
-                let resp = with_security_headers(resp);
-                let listener = match kind {
-                    Kind::Api => "api",
-                    Kind::Ops => "ops",
-                };
-                let class = match resp.status().as_u16() {
-                    100..=199 => "1xx",
-                    200..=299 => "2xx",
-                    300..=399 => "3xx",
-                    400..=499 => "4xx",
-                    _ => "5xx",
-                };
-                metrics::HTTP_REQUESTS
-                    .with_label_values(&[listener, group, class])
-                    .inc();
-                metrics::HTTP_DURATION
-                    .with_label_values(&[listener, group])
-                    .observe(started.elapsed().as_secs_f64());
-                Ok::<_, Infallible>(resp)
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let conn = builder
+                        .serve_connection_with_upgrades(TokioIo::new(tls_stream), svc)
+                        .into_owned();
+                    if let Err(e) = watcher.watch(conn).await {
+                        tracing::debug!(%peer, "connection ended: {e}");
+                    }
+                });
             }
-        });
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-        let conn = graceful.watch(conn.into_owned());
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, "connection ended: {e}");
+            None => {
+                let conn = builder
+                    .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                    .into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    if let Err(e) = conn.await {
+                        tracing::debug!(%peer, "connection ended: {e}");
+                    }
+                });
             }
-        });
+        }
     }
     drop(listener);
     // Let open connections finish (bounded by the caller's timeout).
     graceful.shutdown().await;
+}
+
+/// One HTTP request: admission (API listener), routing, security headers, metrics.
+async fn handle(shared: &Shared, mut req: http::Request<Incoming>, peer: SocketAddr) -> Resp {
+    let started = Instant::now();
+    req.extensions_mut().insert(PeerAddr(peer));
+    let group = route_group(req.uri().path());
+    let admitted = match shared.kind {
+        Kind::Api => admit(&shared.ctx, &mut req, group, peer).await,
+        Kind::Ops => Ok(()),
+    };
+    let resp: Resp = match admitted {
+        Err(r) => r,
+        Ok(()) => match (&shared.mcp, group) {
+            (Some(m), "mcp") => {
+                let mut m = m.clone();
+                let max = shared.ctx.config.max_body_bytes;
+                match buffer_mcp_body(req, max).await {
+                    Ok(req) => {
+                        let is_delete = req.method() == http::Method::DELETE;
+                        let mut r = match m.call(req).await {
+                            Ok(r) => r.map(|b| b.map_err(|e| match e {}).boxed()),
+                            Err(e) => match e {},
+                        };
+                        // Ending a session answers 204 (clients expect 200/204, not 202).
+                        if is_delete && r.status() == http::StatusCode::ACCEPTED {
+                            *r.status_mut() = http::StatusCode::NO_CONTENT;
+                        }
+                        r
+                    }
+                    Err(early) => early,
+                }
+            }
+            _ => {
+                let mut w = warp::service(shared.warp.clone());
+                match w.call(req).await {
+                    Ok(r) => r.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed()),
+                    Err(e) => match e {},
+                }
+            }
+        },
+    };
+    let resp = with_security_headers(resp, shared.tls);
+    let listener = match shared.kind {
+        Kind::Api => "api",
+        Kind::Ops => "ops",
+    };
+    let class = match resp.status().as_u16() {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    };
+    metrics::HTTP_REQUESTS
+        .with_label_values(&[listener, group, class])
+        .inc();
+    metrics::HTTP_DURATION
+        .with_label_values(&[listener, group])
+        .observe(started.elapsed().as_secs_f64());
+    resp
 }
 
 /// The remote address of an HTTP request (our accept loop sets it; warp's is always None).
@@ -361,7 +610,19 @@ async fn buffer_mcp_body(
     max: usize,
 ) -> Result<http::Request<http_body_util::Full<Bytes>>, Resp> {
     let (parts, body) = req.into_parts();
-    let bytes = match http_body_util::Limited::new(body, max).collect().await {
+    let collected = tokio::time::timeout(
+        BODY_TIMEOUT,
+        http_body_util::Limited::new(body, max).collect(),
+    )
+    .await;
+    let Ok(collected) = collected else {
+        return Err(rpc_error(
+            http::StatusCode::REQUEST_TIMEOUT,
+            -32600,
+            "the request body did not arrive in time",
+        ));
+    };
+    let bytes = match collected {
         Ok(c) => c.to_bytes(),
         Err(e) => {
             if e.downcast_ref::<http_body_util::LengthLimitError>()

@@ -192,6 +192,113 @@ struct AgentControlArgs {
     rest: Map<String, Value>,
 }
 
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct GrantArgs {
+    /// The agent receiving the permission.
+    #[serde(alias = "agent_id")]
+    agent_id: String,
+    /// e.g. `agent:invoke:billing` (the target may be a glob: `agent:invoke:billing-*`).
+    permission: String,
+    /// The holder may grant the same permission on.
+    #[serde(default)]
+    delegable: bool,
+    /// How long the grant lasts, e.g. `1h`, `7d` (default: until revoked).
+    #[serde(default, alias = "expires_in")]
+    expires_in: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RequestPermissionArgs {
+    /// The agent that needs the permission (an agent's own process may omit it).
+    #[serde(default, alias = "agent_id")]
+    agent_id: Option<String>,
+    permission: String,
+    #[serde(default)]
+    reason: String,
+    /// Wait for the decision (bounded by timeoutMs, default 60000).
+    #[serde(default)]
+    wait: bool,
+    #[serde(default, alias = "timeout_ms")]
+    timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ApproveArgs {
+    #[serde(alias = "permission_request_id", alias = "requestId")]
+    permission_request_id: String,
+    /// false denies the request.
+    #[serde(default = "yes")]
+    approve: bool,
+    #[serde(default)]
+    delegable: bool,
+    #[serde(default, alias = "expires_in")]
+    expires_in: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct GrantIdArgs {
+    #[serde(alias = "grant_id")]
+    grant_id: String,
+}
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct GetPermissionsArgs {
+    /// Only this agent's grants and requests.
+    #[serde(default, alias = "agent_id")]
+    agent_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CreateKeyArgs {
+    /// admin, operator, invoker or viewer.
+    role: String,
+    #[serde(default)]
+    label: String,
+    /// e.g. `30d` (default: no expiry).
+    #[serde(default, alias = "expires_in")]
+    expires_in: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct KeyIdArgs {
+    /// The key's public id (from list_api_keys).
+    id: String,
+}
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct AuditArgs {
+    /// Entries after this entry id (for paging).
+    #[serde(default)]
+    after: Option<String>,
+    /// At most this many entries (1-1000, default 100).
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+fn duration_arg(field: &str, v: &Option<String>) -> HubResult<Option<Duration>> {
+    match v {
+        None => Ok(None),
+        Some(s) => humantime::parse_duration(s).map(Some).map_err(|_| {
+            HubError::new(
+                ErrorCode::InvalidParams,
+                format!("{field} {s:?} is not a duration such as 30m, 12h or 7d"),
+            )
+        }),
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Tool table
 
@@ -392,6 +499,69 @@ pub static TOOLS: LazyLock<Vec<Tool>> = LazyLock::new(|| {
             ro(),
         ),
         tool(
+            "grant_permission",
+            "Grant an agent a permission such as agent:invoke:billing (operators; agents may pass on delegable grants).",
+            input_schema::<GrantArgs>(),
+            json!({"type": "object", "required": ["grantId", "agentId", "permission"]}),
+            rw(false, false),
+        ),
+        tool(
+            "request_permission",
+            "Ask for a permission for an agent; optionally wait for an operator's decision.",
+            input_schema::<RequestPermissionArgs>(),
+            json!({"type": "object", "required": ["permissionRequestId", "status"]}),
+            rw(false, false),
+        ),
+        tool(
+            "approve_permission",
+            "Approve (creating the grant) or deny a pending permission request.",
+            input_schema::<ApproveArgs>(),
+            json!({"type": "object", "required": ["request"]}),
+            rw(false, false),
+        ),
+        tool(
+            "revoke_permission",
+            "Revoke a grant; it stops counting at once.",
+            input_schema::<GrantIdArgs>(),
+            json!({"type": "object", "required": ["grantId"]}),
+            rw(true, true),
+        ),
+        tool(
+            "get_permissions",
+            "Grants and permission requests, of one agent or all.",
+            input_schema::<GetPermissionsArgs>(),
+            json!({"type": "object", "required": ["grants", "requests"]}),
+            ro(),
+        ),
+        tool(
+            "create_api_key",
+            "Create an API key with a role; the key is shown once in the answer.",
+            input_schema::<CreateKeyArgs>(),
+            json!({"type": "object", "required": ["id", "key", "role"]}),
+            rw(false, false),
+        ),
+        tool(
+            "list_api_keys",
+            "List API keys (ids, roles, labels, expiry; never the secrets).",
+            input_schema::<NoArgs>(),
+            json!({"type": "object", "required": ["keys"]}),
+            ro(),
+        ),
+        tool(
+            "revoke_api_key",
+            "Revoke an API key by its id; it stops working at once.",
+            input_schema::<KeyIdArgs>(),
+            json!({"type": "object", "required": ["id", "active"]}),
+            rw(true, true),
+        ),
+        tool(
+            "get_audit_log",
+            "Audit log entries (who did what, when, through which door, and the outcome).",
+            input_schema::<AuditArgs>(),
+            json!({"type": "object", "required": ["entries"]}),
+            ro(),
+        ),
+        tool(
             "agent_control",
             "Compatibility entry point of the original server: {action, ...arguments} dispatched to the tool of that name.",
             input_schema::<AgentControlArgs>(),
@@ -427,10 +597,16 @@ impl McpServer {
         }
     }
 
-    fn principal(&self, _context: &RequestContext<RoleServer>) -> Principal {
+    /// The caller: the stdio user, or the principal the listener authenticated for this HTTP
+    /// request (carried in the request parts rmcp hands over).
+    fn principal(&self, context: &RequestContext<RoleServer>) -> Option<Principal> {
         match &self.stdio_principal {
-            Some(p) => p.clone(),
-            None => self.ctx.http_principal(),
+            Some(p) => Some(p.clone()),
+            None => context
+                .extensions
+                .get::<http::request::Parts>()
+                .and_then(|parts| parts.extensions.get::<Principal>())
+                .cloned(),
         }
     }
 
@@ -440,21 +616,31 @@ impl McpServer {
         args: Value,
         context: &RequestContext<RoleServer>,
     ) -> Option<HubResult<Value>> {
-        let p = self.principal(context);
+        let Some(p) = self.principal(context) else {
+            return Some(Err(HubError::new(
+                ErrorCode::Unauthenticated,
+                "no authenticated caller",
+            )));
+        };
         let hub = &self.ctx.hub;
         Some(match name {
-            "list_agents" => parse::<ListAgentsArgs>(name, args).map(|a| {
-                let agents: Vec<Value> = hub
-                    .list_agents(a.include_disabled)
-                    .iter()
-                    .filter(|x| a.category.as_ref().is_none_or(|c| &x.spec.category == c))
-                    .filter(|x| a.tag.as_ref().is_none_or(|t| x.spec.tags.contains(t)))
-                    .map(|x| agent_view(x, false))
-                    .collect();
-                json!({ "agents": agents })
-            }),
+            "list_agents" => match parse::<ListAgentsArgs>(name, args) {
+                Ok(a) => hub.visible_agents(&p, a.include_disabled).await.map(|all| {
+                    let agents: Vec<Value> = all
+                        .iter()
+                        .filter(|x| a.category.as_ref().is_none_or(|c| &x.spec.category == c))
+                        .filter(|x| a.tag.as_ref().is_none_or(|t| x.spec.tags.contains(t)))
+                        .map(|x| agent_view(x, false))
+                        .collect();
+                    json!({ "agents": agents })
+                }),
+                Err(e) => Err(e),
+            },
             "describe_agent" => match parse::<AgentIdArgs>(name, args) {
-                Ok(a) => hub.agent(&a.agent_id).map(|x| agent_view(&x, true)),
+                Ok(a) => hub
+                    .describe_agent(&p, &a.agent_id)
+                    .await
+                    .map(|x| agent_view(&x, true)),
                 Err(e) => Err(e),
             },
             "open_session" => match parse::<OpenSessionArgs>(name, args) {
@@ -583,7 +769,118 @@ impl McpServer {
                 Err(e) => Err(e),
             },
             "get_stats" => match parse::<NoArgs>(name, args) {
-                Ok(_) => serde_json::to_value(hub.stats()).map_err(HubError::internal),
+                Ok(_) => match hub.get_stats(&p).await {
+                    Ok(st) => serde_json::to_value(st).map_err(HubError::internal),
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            },
+            "grant_permission" => match parse::<GrantArgs>(name, args) {
+                Ok(a) => match duration_arg("expiresIn", &a.expires_in) {
+                    Ok(exp) => hub
+                        .grant_permission(&p, &a.agent_id, &a.permission, a.delegable, exp)
+                        .await
+                        .map(|g| g.view(crate::model::now_ms())),
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            },
+            "request_permission" => match parse::<RequestPermissionArgs>(name, args) {
+                Ok(a) => {
+                    let wait = a
+                        .wait
+                        .then(|| Duration::from_millis(a.timeout_ms.unwrap_or(60_000)));
+                    hub.request_permission(
+                        &p,
+                        a.agent_id.as_deref(),
+                        &a.permission,
+                        &a.reason,
+                        wait,
+                    )
+                    .await
+                    .map(|r| r.view())
+                }
+                Err(e) => Err(e),
+            },
+            "approve_permission" => match parse::<ApproveArgs>(name, args) {
+                Ok(a) => match duration_arg("expiresIn", &a.expires_in) {
+                    Ok(exp) => hub
+                        .decide_permission(
+                            &p,
+                            &a.permission_request_id,
+                            a.approve,
+                            a.delegable,
+                            exp,
+                        )
+                        .await
+                        .map(|(r, g)| {
+                            json!({
+                                "request": r.view(),
+                                "grant": g.map(|g| g.view(crate::model::now_ms())),
+                            })
+                        }),
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            },
+            "revoke_permission" => match parse::<GrantIdArgs>(name, args) {
+                Ok(a) => hub
+                    .revoke_permission(&p, &a.grant_id)
+                    .await
+                    .map(|g| g.view(crate::model::now_ms())),
+                Err(e) => Err(e),
+            },
+            "get_permissions" => match parse::<GetPermissionsArgs>(name, args) {
+                Ok(a) => hub
+                    .get_permissions(&p, a.agent_id.as_deref())
+                    .await
+                    .map(|perms| {
+                        let now = crate::model::now_ms();
+                        json!({
+                            "grants": perms.grants.iter().map(|g| g.view(now)).collect::<Vec<_>>(),
+                            "requests": perms.requests.iter().map(|r| r.view()).collect::<Vec<_>>(),
+                        })
+                    }),
+                Err(e) => Err(e),
+            },
+            "create_api_key" => match parse::<CreateKeyArgs>(name, args) {
+                Ok(a) => match (a.role.parse::<crate::model::Role>(), duration_arg("expiresIn", &a.expires_in)) {
+                    (Ok(role), Ok(exp)) => hub
+                        .create_key(&p, role, &a.label, exp)
+                        .await
+                        .map(|(token, rec)| {
+                            let mut v = rec.view(crate::model::now_ms());
+                            if let Value::Object(m) = &mut v {
+                                m.insert("key".into(), Value::String(token));
+                            }
+                            v
+                        }),
+                    (Err(e), _) => Err(HubError::new(ErrorCode::InvalidParams, e)),
+                    (_, Err(e)) => Err(e),
+                },
+                Err(e) => Err(e),
+            },
+            "list_api_keys" => match parse::<NoArgs>(name, args) {
+                Ok(_) => hub.list_keys(&p).await.map(|keys| {
+                    let now = crate::model::now_ms();
+                    json!({ "keys": keys.iter().map(|k| k.view(now)).collect::<Vec<_>>() })
+                }),
+                Err(e) => Err(e),
+            },
+            "revoke_api_key" => match parse::<KeyIdArgs>(name, args) {
+                Ok(a) => hub
+                    .revoke_key(&p, &a.id)
+                    .await
+                    .map(|k| k.view(crate::model::now_ms())),
+                Err(e) => Err(e),
+            },
+            "get_audit_log" => match parse::<AuditArgs>(name, args) {
+                Ok(a) => hub
+                    .list_audit(&p, a.after.as_deref(), a.limit.unwrap_or(100))
+                    .await
+                    .map(|entries| {
+                        json!({ "entries": entries.iter().map(|e| e.view()).collect::<Vec<_>>() })
+                    }),
                 Err(e) => Err(e),
             },
             _ => return None,
@@ -678,8 +975,40 @@ fn control_action(action: &str) -> Option<&'static str> {
         "disable_agent" | "disable" => "disable_agent",
         "remove_agent" | "remove" | "undeploy" | "unregister_agent" => "remove_agent",
         "get_stats" | "stats" => "get_stats",
+        "grant_permission" | "grant" => "grant_permission",
+        "request_permission" => "request_permission",
+        "approve_permission" | "approve" => "approve_permission",
+        "revoke_permission" => "revoke_permission",
+        "get_permissions" | "permissions" => "get_permissions",
+        "create_api_key" => "create_api_key",
+        "list_api_keys" => "list_api_keys",
+        "revoke_api_key" => "revoke_api_key",
+        "get_audit_log" | "audit" => "get_audit_log",
         _ => return None,
     })
+}
+
+/// Whether `tools/list` shows a tool to this caller (the hub still checks every call).
+fn tool_visible(name: &str, p: &Principal) -> bool {
+    use crate::policy::{Action, require};
+    let can = |a: Action| require(p, a).is_ok();
+    match name {
+        "list_agents" | "describe_agent" => can(Action::AgentsRead),
+        "open_session" | "close_session" | "invoke_agent" | "handoff" => can(Action::Invoke),
+        "cancel" => can(Action::Invoke) || can(Action::RequestsCancelAll),
+        "get_status" => can(Action::Invoke) || can(Action::RequestsReadAll),
+        "deploy_agent" | "update_agent" | "enable_agent" | "disable_agent" | "remove_agent" => {
+            can(Action::AgentsWrite)
+        }
+        "get_stats" => can(Action::Stats),
+        "grant_permission" => can(Action::GrantsWrite) || p.agent.is_some(),
+        "approve_permission" | "revoke_permission" => can(Action::GrantsWrite),
+        "request_permission" => can(Action::PermissionRequest),
+        "get_permissions" => can(Action::GrantsRead) || p.agent.is_some(),
+        "create_api_key" | "list_api_keys" | "revoke_api_key" => can(Action::KeysManage),
+        "get_audit_log" => can(Action::AuditRead),
+        _ => true,
+    }
 }
 
 fn tool_result(outcome: HubResult<Value>) -> CallToolResult {
@@ -716,9 +1045,17 @@ impl ServerHandler for McpServer {
     async fn list_tools(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
-        Ok(ListToolsResult::with_all_items(TOOLS.clone()))
+        let Some(p) = self.principal(&context) else {
+            return Ok(ListToolsResult::with_all_items(Vec::new()));
+        };
+        let tools = TOOLS
+            .iter()
+            .filter(|t| tool_visible(&t.name, &p))
+            .cloned()
+            .collect();
+        Ok(ListToolsResult::with_all_items(tools))
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {

@@ -9,6 +9,7 @@
 //! that render hub errors. Adapters must not hold business rules; if two need the same logic
 //! it belongs in the hub.
 
+pub mod admin;
 pub mod mcp;
 pub mod ops;
 pub mod rest;
@@ -51,6 +52,17 @@ impl ApiContext {
             .map(|b| format!("{b}/stream?requestId={request_id}"))
     }
 
+    /// Sets the stream base from a TLS-aware scheme choice (see [`Self::set_stream_base`]).
+    pub fn set_stream_base_tls(&self, bound: std::net::SocketAddr, tls: bool) {
+        self.set_stream_base(bound);
+        if tls && self.config.public_url.is_none() {
+            let mut b = self.stream_base.write();
+            if let Some(base) = b.as_mut() {
+                *base = base.replacen("ws://", "wss://", 1);
+            }
+        }
+    }
+
     /// Sets the stream base from the bound address (or the configured public URL).
     pub fn set_stream_base(&self, bound: std::net::SocketAddr) {
         let base = match &self.config.public_url {
@@ -74,10 +86,54 @@ impl ApiContext {
         *self.stream_base.write() = Some(base);
     }
 
-    /// The caller of an HTTP surface. Until API keys exist every caller is `anonymous`.
-    pub fn http_principal(&self) -> Principal {
-        Principal::anonymous()
+    /// Cancelled when the hub begins shutting down.
+    pub fn hub_stopping(&self) -> tokio_util::sync::CancellationToken {
+        self.hub.stopping_token()
     }
+
+    /// The HTTP base URL (`http(s)://host:port`) of the API listener, when one is running.
+    pub fn http_base(&self) -> Option<String> {
+        match &self.config.public_url {
+            Some(u) => Some(u.clone()),
+            None => self.stream_base.read().as_ref().map(|b| {
+                b.replacen("wss://", "https://", 1)
+                    .replacen("ws://", "http://", 1)
+            }),
+        }
+    }
+}
+
+/// The context of one HTTP request: the shared [`ApiContext`] and the authenticated caller
+/// (set by the listener's dispatch in `server.rs` before any handler runs).
+#[derive(Clone)]
+pub struct ReqCtx {
+    pub ctx: Arc<ApiContext>,
+    pub principal: Principal,
+}
+
+impl std::ops::Deref for ReqCtx {
+    type Target = ApiContext;
+    fn deref(&self) -> &ApiContext {
+        &self.ctx
+    }
+}
+
+impl ReqCtx {
+    pub fn caller(&self) -> Principal {
+        self.principal.clone()
+    }
+}
+
+/// A warp filter yielding the [`ReqCtx`] of a request; a request without an authenticated
+/// caller (which the dispatch never lets through) is rejected.
+pub fn req_ctx(
+    ctx: Arc<ApiContext>,
+) -> impl warp::Filter<Extract = (ReqCtx,), Error = warp::Rejection> + Clone {
+    use warp::Filter;
+    warp::ext::get::<Principal>().map(move |principal: Principal| ReqCtx {
+        ctx: ctx.clone(),
+        principal,
+    })
 }
 
 /// The invocation summary every transport returns.
@@ -191,20 +247,6 @@ pub fn origin_allowed(origin: Option<&str>, host: Option<&str>, config: &Config)
     host.is_some_and(|h| h.eq_ignore_ascii_case(authority))
 }
 
-/// Checks the shared `STREAM_TOKEN` (when configured) given as `Authorization: Bearer` or
-/// `token=`. Digests are compared so the comparison time says nothing about the token.
-pub fn stream_token_ok(config: &Config, bearer: Option<&str>, query: Option<&str>) -> bool {
-    let Some(expected) = &config.stream_token else {
-        return true;
-    };
-    use sha2::{Digest, Sha256};
-    let want = Sha256::digest(expected.as_bytes());
-    [bearer, query]
-        .into_iter()
-        .flatten()
-        .any(|given| Sha256::digest(given.as_bytes()) == want)
-}
-
 /// The token of an `Authorization: Bearer …` header.
 pub fn bearer(headers: &http::HeaderMap) -> Option<&str> {
     headers
@@ -215,29 +257,68 @@ pub fn bearer(headers: &http::HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
-/// Counts live stream subscribers per request (WebSocket and SSE), for MAX_SUBS_PER_REQUEST.
+/// Counts live stream subscriptions per request (MAX_SUBS_PER_REQUEST) and per credential
+/// (A2A_MAX_STREAMS_PER_KEY), across WebSocket and SSE.
 #[derive(Default)]
 pub struct SubscriberCounter {
-    counts: parking_lot::Mutex<std::collections::HashMap<String, usize>>,
+    per_request: parking_lot::Mutex<std::collections::HashMap<String, usize>>,
+    per_caller: parking_lot::Mutex<std::collections::HashMap<String, usize>>,
 }
 
-/// Holds one subscriber slot; released on drop.
+/// Holds one subscription slot; released on drop.
 pub struct SubscriberSlot {
     ctx: Arc<ApiContext>,
     request_id: String,
+    caller: Option<String>,
+}
+
+fn release(map: &parking_lot::Mutex<std::collections::HashMap<String, usize>>, key: &str) {
+    let mut m = map.lock();
+    if let Some(n) = m.get_mut(key) {
+        *n -= 1;
+        if *n == 0 {
+            m.remove(key);
+        }
+    }
 }
 
 impl ApiContext {
-    /// Takes a subscriber slot of a request, or says why not.
-    pub fn acquire_subscriber(self: &Arc<Self>, request_id: &str) -> HubResult<SubscriberSlot> {
-        let mut counts = self.subscribers.counts.lock();
-        let n = counts.entry(request_id.to_string()).or_insert(0);
+    /// Takes a subscription slot for `caller` on a request, or says why not.
+    pub fn acquire_subscriber(
+        self: &Arc<Self>,
+        request_id: &str,
+        caller: &Principal,
+    ) -> HubResult<SubscriberSlot> {
+        use crate::error::{ErrorCode, HubError};
+        use crate::model::PrincipalKind;
+        // Anonymous and local callers share one identity; only keys and agents are capped.
+        let per_caller = !matches!(caller.kind, PrincipalKind::Anonymous | PrincipalKind::Local);
+        if per_caller {
+            let mut m = self.subscribers.per_caller.lock();
+            let n = m.entry(caller.id.clone()).or_insert(0);
+            if *n >= self.config.max_streams_per_key {
+                return Err(HubError::new(
+                    ErrorCode::RateLimited,
+                    format!(
+                        "{} already holds {} stream subscriptions (A2A_MAX_STREAMS_PER_KEY); close some first",
+                        caller.id, *n
+                    ),
+                ));
+            }
+            *n += 1;
+        }
+        let mut m = self.subscribers.per_request.lock();
+        let n = m.entry(request_id.to_string()).or_insert(0);
         if *n >= self.config.max_subs_per_request {
-            return Err(crate::error::HubError::new(
-                crate::error::ErrorCode::RateLimited,
+            drop(m);
+            if per_caller {
+                release(&self.subscribers.per_caller, &caller.id);
+            }
+            return Err(HubError::new(
+                ErrorCode::RateLimited,
                 format!(
                     "request {request_id:?} already has {} stream subscribers (MAX_SUBS_PER_REQUEST)",
-                    *n
+                    self.config.max_subs_per_request
                 ),
             ));
         }
@@ -245,18 +326,16 @@ impl ApiContext {
         Ok(SubscriberSlot {
             ctx: self.clone(),
             request_id: request_id.to_string(),
+            caller: per_caller.then(|| caller.id.clone()),
         })
     }
 }
 
 impl Drop for SubscriberSlot {
     fn drop(&mut self) {
-        let mut counts = self.ctx.subscribers.counts.lock();
-        if let Some(n) = counts.get_mut(&self.request_id) {
-            *n -= 1;
-            if *n == 0 {
-                counts.remove(&self.request_id);
-            }
+        release(&self.ctx.subscribers.per_request, &self.request_id);
+        if let Some(c) = &self.caller {
+            release(&self.ctx.subscribers.per_caller, c);
         }
     }
 }

@@ -20,7 +20,9 @@ use serde_json::{Map, Value, json};
 use warp::filters::BoxedFilter;
 use warp::{Filter, Reply};
 
-use super::{ApiContext, agent_view, error_response, invocation_view, json_response, session_view};
+use super::{
+    ApiContext, ReqCtx, agent_view, error_response, invocation_view, json_response, session_view,
+};
 use crate::error::{ErrorCode, HubError, HubResult};
 use crate::hub::{HandoffArgs, InvokeArgs};
 use crate::metrics;
@@ -109,10 +111,7 @@ pub fn routes(ctx: Arc<ApiContext>) -> BoxedFilter<(Resp,)> {
     let max = ctx.config.max_body_bytes as u64;
     let with = {
         let ctx = ctx.clone();
-        move || {
-            let ctx = ctx.clone();
-            warp::any().map(move || ctx.clone())
-        }
+        move || super::req_ctx(ctx.clone())
     };
     let body = move || warp::body::content_length_limit(max).and(warp::body::bytes());
     let base = warp::path("api").and(warp::path("v1"));
@@ -135,7 +134,7 @@ pub fn routes(ctx: Arc<ApiContext>) -> BoxedFilter<(Resp,)> {
         .and(warp::get())
         .and(warp::query::<HashMap<String, String>>())
         .and(with())
-        .map(|q: HashMap<String, String>, ctx: Arc<ApiContext>| {
+        .map(|q: HashMap<String, String>, ctx: ReqCtx| {
             let all = q.get("includeDisabled").is_some_and(|v| v == "true");
             let agents: Vec<Value> = ctx
                 .hub
@@ -154,8 +153,8 @@ pub fn routes(ctx: Arc<ApiContext>) -> BoxedFilter<(Resp,)> {
         .and(body())
         .and(with())
         .then(
-            |q: HashMap<String, String>, b: Bytes, ctx: Arc<ApiContext>| async move {
-                let p = ctx.http_principal();
+            |q: HashMap<String, String>, b: Bytes, ctx: ReqCtx| async move {
+                let p = ctx.caller();
                 let replace = q.get("replace").is_some_and(|v| v == "true");
                 let r = match parse_body::<AgentSpec>(&b) {
                     Ok(spec) => ctx
@@ -174,7 +173,7 @@ pub fn routes(ctx: Arc<ApiContext>) -> BoxedFilter<(Resp,)> {
         .and(warp::path!("agents" / String))
         .and(warp::get())
         .and(with())
-        .map(|id: String, ctx: Arc<ApiContext>| {
+        .map(|id: String, ctx: ReqCtx| {
             reply(
                 ctx.hub.agent(&id).map(|a| agent_view(&a, true)),
                 StatusCode::OK,
@@ -187,8 +186,8 @@ pub fn routes(ctx: Arc<ApiContext>) -> BoxedFilter<(Resp,)> {
         .and(warp::patch())
         .and(body())
         .and(with())
-        .then(|id: String, b: Bytes, ctx: Arc<ApiContext>| async move {
-            let p = ctx.http_principal();
+        .then(|id: String, b: Bytes, ctx: ReqCtx| async move {
+            let p = ctx.caller();
             let r = match parse_body::<Map<String, Value>>(&b) {
                 Ok(patch) => ctx
                     .hub
@@ -205,8 +204,8 @@ pub fn routes(ctx: Arc<ApiContext>) -> BoxedFilter<(Resp,)> {
         .and(warp::path!("agents" / String))
         .and(warp::delete())
         .and(with())
-        .then(|id: String, ctx: Arc<ApiContext>| async move {
-            let p = ctx.http_principal();
+        .then(|id: String, ctx: ReqCtx| async move {
+            let p = ctx.caller();
             let r = ctx
                 .hub
                 .remove_agent(&p, &id)
@@ -224,8 +223,8 @@ pub fn routes(ctx: Arc<ApiContext>) -> BoxedFilter<(Resp,)> {
             .and(warp::path::end())
             .and(warp::post())
             .and(with())
-            .then(move |id: String, ctx: Arc<ApiContext>| async move {
-                let p = ctx.http_principal();
+            .then(move |id: String, ctx: ReqCtx| async move {
+                let p = ctx.caller();
                 let r = ctx
                     .hub
                     .set_agent_enabled(&p, &id, enable)
@@ -244,8 +243,8 @@ pub fn routes(ctx: Arc<ApiContext>) -> BoxedFilter<(Resp,)> {
         .and(body())
         .and(with())
         .then(
-            |id: String, idem: Option<String>, b: Bytes, ctx: Arc<ApiContext>| async move {
-                let p = ctx.http_principal();
+            |id: String, idem: Option<String>, b: Bytes, ctx: ReqCtx| async move {
+                let p = ctx.caller();
                 let body = match parse_body::<InvokeBody>(&b) {
                     Ok(body) => body,
                     Err(e) => return error_response(&e),
@@ -277,20 +276,18 @@ pub fn routes(ctx: Arc<ApiContext>) -> BoxedFilter<(Resp,)> {
         .and(warp::get())
         .and(warp::query::<HashMap<String, String>>())
         .and(with())
-        .then(
-            |q: HashMap<String, String>, ctx: Arc<ApiContext>| async move {
-                let r = list_requests(&ctx, q).await;
-                reply(r, StatusCode::OK)
-            },
-        )
+        .then(|q: HashMap<String, String>, ctx: ReqCtx| async move {
+            let r = list_requests(&ctx, q).await;
+            reply(r, StatusCode::OK)
+        })
         .boxed();
 
     let get_request = base
         .and(warp::path!("requests" / String))
         .and(warp::get())
         .and(with())
-        .then(|id: String, ctx: Arc<ApiContext>| async move {
-            let p = ctx.http_principal();
+        .then(|id: String, ctx: ReqCtx| async move {
+            let p = ctx.caller();
             let r = ctx
                 .hub
                 .get_status(&p, &id)
@@ -305,8 +302,8 @@ pub fn routes(ctx: Arc<ApiContext>) -> BoxedFilter<(Resp,)> {
         .and(warp::post())
         .and(body())
         .and(with())
-        .then(|id: String, b: Bytes, ctx: Arc<ApiContext>| async move {
-            let p = ctx.http_principal();
+        .then(|id: String, b: Bytes, ctx: ReqCtx| async move {
+            let p = ctx.caller();
             let r = match parse_body::<CancelBody>(&b) {
                 Ok(c) => ctx
                     .hub
@@ -324,8 +321,8 @@ pub fn routes(ctx: Arc<ApiContext>) -> BoxedFilter<(Resp,)> {
         .and(warp::post())
         .and(body())
         .and(with())
-        .then(|id: String, b: Bytes, ctx: Arc<ApiContext>| async move {
-            let p = ctx.http_principal();
+        .then(|id: String, b: Bytes, ctx: ReqCtx| async move {
+            let p = ctx.caller();
             let r = match parse_body::<HandoffBody>(&b) {
                 Ok(h) => ctx
                     .hub
@@ -357,7 +354,7 @@ pub fn routes(ctx: Arc<ApiContext>) -> BoxedFilter<(Resp,)> {
             |id: String,
              headers: http::HeaderMap,
              q: HashMap<String, String>,
-             ctx: Arc<ApiContext>| async move { sse(ctx, id, headers, q).await },
+             ctx: ReqCtx| async move { sse(ctx, id, headers, q).await },
         )
         .boxed();
 
@@ -366,8 +363,8 @@ pub fn routes(ctx: Arc<ApiContext>) -> BoxedFilter<(Resp,)> {
         .and(warp::post())
         .and(body())
         .and(with())
-        .then(|b: Bytes, ctx: Arc<ApiContext>| async move {
-            let p = ctx.http_principal();
+        .then(|b: Bytes, ctx: ReqCtx| async move {
+            let p = ctx.caller();
             let r = match parse_body::<SessionBody>(&b) {
                 Ok(s) => ctx
                     .hub
@@ -388,9 +385,12 @@ pub fn routes(ctx: Arc<ApiContext>) -> BoxedFilter<(Resp,)> {
         .and(warp::path!("sessions" / String))
         .and(warp::get())
         .and(with())
-        .then(|id: String, ctx: Arc<ApiContext>| async move {
+        .then(|id: String, ctx: ReqCtx| async move {
             reply(
-                ctx.hub.get_session(&id).await.map(|s| session_view(&s)),
+                ctx.hub
+                    .get_session(&ctx.caller(), &id)
+                    .await
+                    .map(|s| session_view(&s)),
                 StatusCode::OK,
             )
         })
@@ -400,8 +400,8 @@ pub fn routes(ctx: Arc<ApiContext>) -> BoxedFilter<(Resp,)> {
         .and(warp::path!("sessions" / String))
         .and(warp::delete())
         .and(with())
-        .then(|id: String, ctx: Arc<ApiContext>| async move {
-            let p = ctx.http_principal();
+        .then(|id: String, ctx: ReqCtx| async move {
+            let p = ctx.caller();
             reply(
                 ctx.hub
                     .close_session(&p, &id)
@@ -416,7 +416,7 @@ pub fn routes(ctx: Arc<ApiContext>) -> BoxedFilter<(Resp,)> {
         .and(warp::path!("stats"))
         .and(warp::get())
         .and(with())
-        .map(|ctx: Arc<ApiContext>| {
+        .map(|ctx: ReqCtx| {
             reply(
                 serde_json::to_value(ctx.hub.stats()).map_err(HubError::internal),
                 StatusCode::OK,
@@ -461,7 +461,7 @@ pub fn routes(ctx: Arc<ApiContext>) -> BoxedFilter<(Resp,)> {
 }
 
 async fn answer(
-    ctx: &Arc<ApiContext>,
+    ctx: &ApiContext,
     p: &Principal,
     rec: crate::model::RequestRecord,
     wait: bool,
@@ -490,7 +490,7 @@ async fn answer(
     }
 }
 
-async fn list_requests(ctx: &ApiContext, q: HashMap<String, String>) -> HubResult<Value> {
+async fn list_requests(ctx: &ReqCtx, q: HashMap<String, String>) -> HubResult<Value> {
     let mut states = Vec::new();
     if let Some(s) = q.get("status") {
         for part in s.split(',') {
@@ -523,7 +523,7 @@ async fn list_requests(ctx: &ApiContext, q: HashMap<String, String>) -> HubResul
         after_id: q.get("after").cloned(),
         limit,
     };
-    let recs = ctx.hub.list_requests(&filter).await?;
+    let recs = ctx.hub.list_requests(&ctx.caller(), &filter).await?;
     let next = (recs.len() == limit)
         .then(|| recs.last().map(|r| r.id.clone()))
         .flatten();
@@ -532,21 +532,11 @@ async fn list_requests(ctx: &ApiContext, q: HashMap<String, String>) -> HubResul
 }
 
 async fn sse(
-    ctx: Arc<ApiContext>,
+    ctx: ReqCtx,
     id: String,
     headers: http::HeaderMap,
     q: HashMap<String, String>,
 ) -> Resp {
-    if !super::stream_token_ok(
-        &ctx.config,
-        super::bearer(&headers),
-        q.get("token").map(String::as_str),
-    ) {
-        return error_response(&HubError::new(
-            ErrorCode::Unauthenticated,
-            "a valid stream token is required: send Authorization: Bearer <token> or ?token=<token>",
-        ));
-    }
     let resume = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -564,8 +554,8 @@ async fn sse(
         },
         None => 0,
     };
-    let p = ctx.http_principal();
-    let slot = match ctx.acquire_subscriber(&id) {
+    let p = ctx.caller();
+    let slot = match ctx.ctx.acquire_subscriber(&id, &p) {
         Ok(s) => s,
         Err(e) => return error_response(&e),
     };

@@ -23,7 +23,7 @@ use warp::filters::BoxedFilter;
 use warp::ws::{Message, WebSocket};
 use warp::{Filter, Reply};
 
-use super::{ApiContext, SubscriberSlot, error_response};
+use super::{ApiContext, ReqCtx, SubscriberSlot, error_response};
 use crate::error::{ErrorCode, HubError};
 use crate::hub::EventStream;
 use crate::metrics;
@@ -40,8 +40,6 @@ struct StreamQuery {
     request_id: Option<String>,
     #[serde(default)]
     after: Option<u64>,
-    #[serde(default)]
-    token: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -67,15 +65,18 @@ pub fn routes(ctx: Arc<ApiContext>) -> BoxedFilter<(warp::reply::Response,)> {
         .and(warp::ws())
         .and(warp::query::<HashMap<String, String>>())
         .and(warp::header::headers_cloned())
-        .and_then(move |ws: warp::ws::Ws, raw: HashMap<String, String>, headers: http::HeaderMap| {
-            let ctx = ctx.clone();
-            async move { Ok::<_, std::convert::Infallible>(upgrade(ctx, ws, raw, headers).await) }
-        })
+        .and(super::req_ctx(ctx))
+        .then(
+            |ws: warp::ws::Ws,
+             raw: HashMap<String, String>,
+             headers: http::HeaderMap,
+             rc: ReqCtx| { upgrade(rc, ws, raw, headers) },
+        )
         .boxed()
 }
 
 async fn upgrade(
-    ctx: Arc<ApiContext>,
+    rc: ReqCtx,
     ws: warp::ws::Ws,
     raw_query: HashMap<String, String>,
     headers: http::HeaderMap,
@@ -84,12 +85,8 @@ async fn upgrade(
         Ok(q) => q,
         Err(e) => return error_response(&e),
     };
-    if !super::stream_token_ok(&ctx.config, super::bearer(&headers), query.token.as_deref()) {
-        return error_response(&HubError::new(
-            ErrorCode::Unauthenticated,
-            "a valid stream token is required: send Authorization: Bearer <token> or ?token=<token>",
-        ));
-    }
+    // The credential (Bearer, or token= for browsers) was checked by the listener already.
+    let ctx = rc.ctx.clone();
     let origin = headers
         .get(http::header::ORIGIN)
         .and_then(|v| v.to_str().ok());
@@ -102,11 +99,11 @@ async fn upgrade(
             "this Origin may not open streams; add it to A2A_ALLOWED_ORIGINS",
         ));
     }
-    let principal = ctx.http_principal();
+    let principal = rc.caller();
     // The request named in the URL must exist and have a free subscriber slot before upgrading.
     let first = match &query.request_id {
         Some(id) => {
-            let slot = match ctx.acquire_subscriber(id) {
+            let slot = match ctx.acquire_subscriber(id, &principal) {
                 Ok(slot) => slot,
                 Err(e) => return error_response(&e),
             };
@@ -141,7 +138,6 @@ fn parse_query(mut map: HashMap<String, String>) -> Result<StreamQuery, HubError
     Ok(StreamQuery {
         request_id: map.remove("requestId").or_else(|| map.remove("request_id")),
         after,
-        token: map.remove("token"),
     })
 }
 
@@ -189,12 +185,18 @@ async fn connection(
                 }
                 let reply = match msg.to_str() {
                     Ok(text) => handle_client_msg(&ctx, &principal, text, &mut subs, &out_tx).await,
-                    Err(()) => Some(error_frame(None, &HubError::new(ErrorCode::InvalidRequest, "binary frames are not supported; send JSON text"))),
+                    Err(()) => Some(ClientReply::Frame(error_frame(None, &HubError::new(ErrorCode::InvalidRequest, "binary frames are not supported; send JSON text")))),
                 };
-                if let Some(frame) = reply
-                    && sink.send(Message::text(frame)).await.is_err()
-                {
+                let (frame, close) = match reply {
+                    Some(ClientReply::Frame(f)) => (f, false),
+                    Some(ClientReply::Close(f)) => (f, true),
+                    None => continue,
+                };
+                if sink.send(Message::text(frame)).await.is_err() {
                     break None;
+                }
+                if close {
+                    break Some((1013, "rate limited; try again later".into()));
                 }
             }
             out = out_rx.recv() => {
@@ -261,6 +263,17 @@ fn spawn_subscription(
     })
 }
 
+fn rate_limited_frame(request_id: &str, retry_after: std::time::Duration) -> String {
+    json!({
+        "type": "error",
+        "requestId": request_id,
+        "code": "rate_limited",
+        "message": "too many requests on this connection; slow down",
+        "retryAfterSeconds": retry_after.as_secs_f64().ceil() as u64,
+    })
+    .to_string()
+}
+
 fn error_frame(request_id: Option<&str>, e: &HubError) -> String {
     json!({
         "type": "error",
@@ -271,55 +284,71 @@ fn error_frame(request_id: Option<&str>, e: &HubError) -> String {
     .to_string()
 }
 
+/// What the connection sends back for one client message.
+enum ClientReply {
+    Frame(String),
+    /// Send the frame, then close the connection with 1013 (try again later).
+    Close(String),
+}
+
 async fn handle_client_msg(
     ctx: &Arc<ApiContext>,
     principal: &Principal,
     text: &str,
     subs: &mut HashMap<String, Subscription>,
     out: &mpsc::Sender<Out>,
-) -> Option<String> {
+) -> Option<ClientReply> {
+    let err = |id: Option<&str>, e: HubError| Some(ClientReply::Frame(error_frame(id, &e)));
     let msg: ClientMsg = match serde_json::from_str::<Value>(text) {
         Err(e) => {
-            return Some(error_frame(
+            return err(
                 None,
-                &HubError::new(ErrorCode::InvalidJson, format!("not JSON: {e}")),
-            ));
+                HubError::new(ErrorCode::InvalidJson, format!("not JSON: {e}")),
+            );
         }
         Ok(v) => match serde_json::from_value(v) {
             Ok(m) => m,
             Err(e) => {
-                return Some(error_frame(
+                return err(
                     None,
-                    &HubError::new(
+                    HubError::new(
                         ErrorCode::InvalidRequest,
                         format!(
                             "expected {{\"type\":\"subscribe\"|\"unsubscribe\",\"requestId\":…}}: {e}"
                         ),
                     ),
-                ));
+                );
             }
         },
     };
+    let frame = |v: Value| Some(ClientReply::Frame(v.to_string()));
     match msg {
-        ClientMsg::Ping => Some(json!({"type": "pong"}).to_string()),
+        ClientMsg::Ping => frame(json!({"type": "pong"})),
         ClientMsg::Subscribe { request_id, after } => {
             if subs.contains_key(&request_id) {
-                return Some(json!({"type": "subscribed", "requestId": request_id}).to_string());
+                return frame(json!({"type": "subscribed", "requestId": request_id}));
             }
             if subs.len() >= MAX_SUBS_PER_CONNECTION {
-                return Some(error_frame(
+                return err(
                     Some(&request_id),
-                    &HubError::new(
+                    HubError::new(
                         ErrorCode::RateLimited,
                         format!(
                             "this connection already follows {MAX_SUBS_PER_CONNECTION} requests; unsubscribe first"
                         ),
                     ),
-                ));
+                );
             }
-            let slot = match ctx.acquire_subscriber(&request_id) {
+            // Subscribing is metered like any other call; a flood closes the connection.
+            if let Err(refusal) = ctx.hub.check_rate(principal, None) {
+                return Some(ClientReply::Close(rate_limited_frame(
+                    &request_id,
+                    refusal.retry_after,
+                )));
+            }
+            let slot = match ctx.acquire_subscriber(&request_id, principal) {
                 Ok(s) => s,
-                Err(e) => return Some(error_frame(Some(&request_id), &e)),
+                Err(e) => return err(Some(&request_id), e),
             };
             let stream = match ctx
                 .hub
@@ -327,19 +356,19 @@ async fn handle_client_msg(
                 .await
             {
                 Ok(s) => s,
-                Err(e) => return Some(error_frame(Some(&request_id), &e)),
+                Err(e) => return err(Some(&request_id), e),
             };
             let task = spawn_subscription(stream, slot, out.clone());
             subs.insert(request_id.clone(), Subscription { task });
             // The ack is sent before any event: the subscription's frames queue behind it.
-            Some(json!({"type": "subscribed", "requestId": request_id}).to_string())
+            frame(json!({"type": "subscribed", "requestId": request_id}))
         }
         ClientMsg::Unsubscribe { request_id } => {
             if let Some(s) = subs.remove(&request_id) {
                 s.task.abort();
                 metrics::WS_SUBSCRIPTIONS.dec();
             }
-            Some(json!({"type": "unsubscribed", "requestId": request_id}).to_string())
+            frame(json!({"type": "unsubscribed", "requestId": request_id}))
         }
     }
 }

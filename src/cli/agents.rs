@@ -8,14 +8,14 @@
 use std::path::PathBuf;
 
 use clap::Subcommand;
-use http_body_util::{BodyExt, Full};
 use serde_json::Value;
 
 use super::Exit;
+use super::admin::call;
 use super::serve::hub_config;
 use crate::config::Config;
-use crate::hub::registry;
-use crate::model::AgentSpec;
+use crate::hub::Hub;
+use crate::model::{AgentSpec, Principal, Role, Surface};
 use crate::store::{self, StoreError};
 
 #[derive(Subcommand, Debug)]
@@ -77,8 +77,16 @@ pub async fn run(config: Config, cmd: AgentsCommand) -> Exit {
     });
     match store::open(&config) {
         Ok(st) => {
-            let r = offline(&config, st.clone(), cmd).await;
-            let _ = st.close().await;
+            let catalog = match crate::catalog::load(&config.catalog_dir) {
+                Ok(c) => c,
+                Err(e) => return Exit::Failed(e.to_string()),
+            };
+            let hub = match Hub::open_admin(hub_config(&config), st, catalog).await {
+                Ok(h) => h,
+                Err(e) => return Exit::Failed(e.message),
+            };
+            let r = offline(&hub, cmd).await;
+            hub.close_admin().await;
             r
         }
         Err(StoreError::Locked(_)) => {
@@ -110,108 +118,52 @@ fn print_agent(v: &Value) {
     );
 }
 
-async fn offline(config: &Config, st: store::DynStore, cmd: AgentsCommand) -> Exit {
-    let env = hub_config(config).executor_env;
-    let catalog = match crate::catalog::load(&config.catalog_dir) {
-        Ok(c) => c,
-        Err(e) => return Exit::Failed(e.to_string()),
-    };
-    let stored = match st.list_agents().await {
-        Ok(s) => s,
-        Err(e) => return Exit::Failed(e.to_string()),
-    };
-    let entries = match registry::merge_catalog(catalog, stored, &env) {
-        Ok((entries, _)) => entries,
-        Err(e) => return Exit::Failed(e.message),
-    };
+async fn offline(hub: &Hub, cmd: AgentsCommand) -> Exit {
+    let me = Principal::new("local", Role::Admin).with_surface(Surface::Cli);
     match cmd {
-        AgentsCommand::List { .. } => {
-            let mut entries = entries;
-            entries.sort_by(|a, b| a.spec.id.cmp(&b.spec.id));
-            for e in &entries {
-                print_agent(&crate::api::agent_view(e, false));
+        AgentsCommand::List { .. } => match hub.visible_agents(&me, true).await {
+            Ok(agents) => {
+                for a in &agents {
+                    print_agent(&crate::api::agent_view(a, false));
+                }
+                Exit::Ok
             }
-            Exit::Ok
-        }
+            Err(e) => Exit::Failed(e.message),
+        },
         AgentsCommand::Deploy { file, replace, .. } => {
             let specs = match read_specs(&file) {
                 Ok(s) => s,
                 Err(e) => return Exit::Usage(e),
             };
-            let mut ops = Vec::new();
             for spec in specs {
-                if !replace && entries.iter().any(|e| e.spec.id == spec.id) {
-                    return Exit::Failed(format!(
-                        "agent {:?} already exists; use --replace",
-                        spec.id
-                    ));
-                }
                 let id = spec.id.clone();
-                match registry::deploy_op(spec, &env) {
-                    Ok((_, op)) => ops.push(op),
-                    Err(e) => return Exit::Failed(e.message),
+                if let Err(e) = hub.deploy_agent(&me, spec, replace).await {
+                    return Exit::Failed(format!("{id}: {}", e.message));
                 }
                 println!("deployed {id}");
             }
-            match st.write(ops).await {
-                Ok(()) => Exit::Ok,
-                Err(e) => Exit::Failed(e.to_string()),
-            }
+            Exit::Ok
         }
-        AgentsCommand::Remove { id, .. } => {
-            let Some(entry) = entries.iter().find(|e| e.spec.id == id) else {
-                return Exit::Failed(format!("no agent {id:?}"));
-            };
-            match st.write(vec![registry::remove_op(entry)]).await {
-                Ok(()) => {
-                    println!("removed {id}");
-                    Exit::Ok
-                }
-                Err(e) => Exit::Failed(e.to_string()),
+        AgentsCommand::Remove { id, .. } => match hub.remove_agent(&me, &id).await {
+            Ok(()) => {
+                println!("removed {id}");
+                Exit::Ok
             }
-        }
-    }
-}
-
-async fn call(method: http::Method, url: String, body: Option<Value>) -> Result<Value, String> {
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<Full<bytes::Bytes>>();
-    let bytes = body.map(|b| b.to_string()).unwrap_or_default();
-    let req = http::Request::builder()
-        .method(method)
-        .uri(&url)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(bytes::Bytes::from(bytes)))
-        .map_err(|e| e.to_string())?;
-    let resp = client
-        .request(req)
-        .await
-        .map_err(|e| format!("cannot reach {url}: {e}"))?;
-    let status = resp.status();
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    if status.is_success() {
-        Ok(v)
-    } else {
-        Err(v["error"]["message"]
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| format!("HTTP {status}")))
+            Err(e) => Exit::Failed(e.message),
+        },
     }
 }
 
 async fn online(base: &str, cmd: AgentsCommand) -> Exit {
     let api = format!("{}/api/v1", base.trim_end_matches('/'));
+    let token = std::env::var("A2A_ADMIN_TOKEN").ok();
+    let token = token.as_deref();
     match cmd {
         AgentsCommand::List { .. } => {
             match call(
                 http::Method::GET,
                 format!("{api}/agents?includeDisabled=true"),
+                token,
                 None,
             )
             .await
@@ -236,7 +188,7 @@ async fn online(base: &str, cmd: AgentsCommand) -> Exit {
                     Err(e) => return Exit::Failed(e.to_string()),
                 };
                 let url = format!("{api}/agents?replace={replace}");
-                if let Err(e) = call(http::Method::POST, url, Some(body)).await {
+                if let Err(e) = call(http::Method::POST, url, token, Some(body)).await {
                     return Exit::Failed(format!("{}: {e}", spec.id));
                 }
                 println!("deployed {}", spec.id);
@@ -244,7 +196,14 @@ async fn online(base: &str, cmd: AgentsCommand) -> Exit {
             Exit::Ok
         }
         AgentsCommand::Remove { id, .. } => {
-            match call(http::Method::DELETE, format!("{api}/agents/{id}"), None).await {
+            match call(
+                http::Method::DELETE,
+                format!("{api}/agents/{id}"),
+                token,
+                None,
+            )
+            .await
+            {
                 Ok(_) => {
                     println!("removed {id}");
                     Exit::Ok

@@ -4,6 +4,7 @@
 //! defaults) and reports problems in one line. `main` maps the returned [`Exit`] to the
 //! process exit code.
 
+mod admin;
 mod agents;
 pub mod bench;
 mod bridge;
@@ -85,6 +86,16 @@ pub enum Command {
     Agents {
         #[command(subcommand)]
         command: agents::AgentsCommand,
+    },
+    /// Manage API keys: offline against the store, or through a running server's admin API.
+    Keys {
+        #[command(subcommand)]
+        command: admin::KeysCommand,
+    },
+    /// Read the audit log.
+    Audit {
+        #[command(subcommand)]
+        command: admin::AuditCommand,
     },
     /// Load generator: concurrent MCP clients invoking `echo` and following each request
     /// over WebSocket, against a running server.
@@ -170,6 +181,14 @@ pub fn run(cli: Cli) -> Exit {
         Command::Agents { command } => {
             crate::telemetry::init(&config);
             runtime(|| agents::run(config, command))
+        }
+        Command::Keys { command } => {
+            crate::telemetry::init(&config);
+            runtime(|| admin::keys(config, command))
+        }
+        Command::Audit { command } => {
+            crate::telemetry::init(&config);
+            runtime(|| admin::audit(config, command))
         }
         Command::Bench(_) => Exit::Ok,
     }

@@ -12,7 +12,7 @@ use crate::api::mcp::McpServer;
 use crate::config::Config;
 use crate::executor::ExecutorEnv;
 use crate::hub::{Hub, HubConfig};
-use crate::model::{Principal, Role};
+use crate::model::{Principal, Surface};
 use crate::server::{self, Listener};
 use crate::store::{self, StoreError};
 
@@ -29,6 +29,12 @@ pub fn hub_config(config: &Config) -> HubConfig {
             catalog_dir: config.catalog_dir.clone(),
             work_dir: config.data_dir.join("work"),
         },
+        auth: config.auth,
+        stream_token: config.stream_token.clone(),
+        rate_limits: config.rate_limits.clone(),
+        audit_retention: config.audit_retention,
+        agent_callbacks: config.agent_callbacks,
+        runtime_process_agents: config.runtime_process_agents,
     }
 }
 
@@ -71,16 +77,17 @@ fn summary(config: &Config, hub: &Hub, api: Option<&Listener>, ops: Option<&List
         ),
     );
     if let Some(api) = api {
-        line("mcp", format!("http://{}/mcp", api.addr));
+        let ws = if api.tls { "wss" } else { "ws" };
+        line("mcp", format!("{}://{}/mcp", api.scheme(), api.addr));
         if config.enable_streaming {
-            line("stream", format!("ws://{}/stream", api.addr));
+            line("stream", format!("{ws}://{}/stream", api.addr));
         }
-        line("rest", format!("http://{}/api/v1", api.addr));
+        line("rest", format!("{}://{}/api/v1", api.scheme(), api.addr));
     }
     if let Some(ops) = ops {
         line(
             "ops",
-            format!("http://{}/healthz  /readyz  /metrics", ops.addr),
+            format!("{}://{}/healthz  /readyz  /metrics", ops.scheme(), ops.addr),
         );
     }
     line(
@@ -92,9 +99,17 @@ fn summary(config: &Config, hub: &Hub, api: Option<&Listener>, ops: Option<&List
     );
     line(
         "auth",
-        match &config.stream_token {
-            Some(_) => "stream token required on /stream".into(),
-            None => "none (loopback use only)".into(),
+        if hub.auth_required() {
+            "API keys required".to_string()
+        } else {
+            "off: no key required (create one with `a2a-mcp keys create`)".to_string()
+        },
+    );
+    line(
+        "tls",
+        match &config.tls_cert {
+            Some(c) => format!("on ({})", c.display()),
+            None => "off".to_string(),
         },
     );
 }
@@ -121,12 +136,43 @@ async fn shutdown_signal() {
     }
 }
 
+/// Production mode refuses an API listener on a non-loopback address that anyone could use
+/// without a key.
+fn refuse_unsafe_start(config: &Config, hub: &Hub) -> Option<String> {
+    if !config.is_production() || config.stream_host.is_loopback() {
+        return None;
+    }
+    let open = match config.auth {
+        crate::config::AuthMode::Off => true,
+        _ => !hub.has_active_keys(),
+    };
+    open.then(|| {
+        format!(
+            "refusing to listen on {}:{} in production without authentication: create an admin key \
+             first with `a2a-mcp --data-dir {} keys create --role admin` (server stopped), \
+             {}then start again",
+            config.stream_host,
+            config.stream_port,
+            config.data_dir.display(),
+            if config.auth == crate::config::AuthMode::Off {
+                "remove A2A_AUTH=off, "
+            } else {
+                ""
+            }
+        )
+    })
+}
+
 pub async fn serve(config: Config) -> Exit {
     let config = Arc::new(config);
     let hub = match open_hub(&config).await {
         Ok(h) => h,
         Err(e) => return Exit::Failed(e),
     };
+    if let Some(msg) = refuse_unsafe_start(&config, &hub) {
+        hub.shutdown(config.shutdown_grace).await;
+        return Exit::Failed(msg);
+    }
     let ctx = ApiContext::new(hub.clone(), config.clone());
     let ops_addr = SocketAddr::new(config.metrics_host, config.metrics_port);
     let ops = match server::start_ops(ctx.clone(), ops_addr).await {
@@ -188,7 +234,7 @@ pub async fn stdio(config: Config) -> Exit {
         }
     }
     summary(&config, &hub, api.as_ref(), None);
-    let principal = Principal::new("local", Role::Admin);
+    let principal = Principal::new("local", config.stdio_role).with_surface(Surface::Stdio);
     let server = McpServer::stdio(ctx, principal);
     let result = match server.serve(rmcp::transport::stdio()).await {
         Ok(running) => {

@@ -33,6 +33,8 @@ pub struct ExecContext {
     pub parent_id: Option<String>,
     pub attempt: u32,
     pub cancel: CancellationToken,
+    /// Where and how the agent's own process may call back into the hub (URL, token).
+    pub callback: Option<(String, String)>,
 }
 
 /// Where an executor sends its output chunks (JSON values, usually strings).

@@ -25,7 +25,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
 use super::{ExecContext, ExecError, Executor, ExecutorEnv, OutputSink};
-use crate::model::ProcessSpec;
+use crate::model::{ProcessLimits, ProcessSpec};
 
 const DEFAULT_TIMEOUT_MS: u64 = 300_000;
 const DEFAULT_MAX_OUTPUT: u64 = 16 * 1024 * 1024;
@@ -39,6 +39,67 @@ pub struct ProcessExecutor {
     env: Vec<(String, String)>,
     timeout_ms: u64,
     max_output: u64,
+    limits: Option<ProcessLimits>,
+}
+
+/// The working directory must stay inside the catalog or the state directory's `work/`.
+fn confine(cwd: PathBuf, env: &ExecutorEnv) -> Result<PathBuf, String> {
+    use std::path::Component;
+    if cwd.components().any(|c| matches!(c, Component::ParentDir)) {
+        return Err(format!(
+            "executor.cwd {} must not contain `..`",
+            cwd.display()
+        ));
+    }
+    let full = if cwd.is_relative() {
+        env.catalog_dir.join(&cwd)
+    } else {
+        cwd
+    };
+    let allowed = [&env.catalog_dir, &env.work_dir];
+    if allowed.iter().any(|root| full.starts_with(root)) {
+        Ok(full)
+    } else {
+        Err(format!(
+            "executor.cwd {} is outside the catalog directory {} and the work directory {}",
+            full.display(),
+            env.catalog_dir.display(),
+            env.work_dir.display()
+        ))
+    }
+}
+
+/// Applies rlimits and `no_new_privs` in the child between fork and exec.
+fn restrict(cmd: &mut Command, limits: Option<ProcessLimits>) {
+    use nix::sys::resource::{Resource, setrlimit};
+    let limits = limits.unwrap_or(ProcessLimits {
+        cpu_seconds: None,
+        memory_mb: None,
+        open_files: None,
+        processes: None,
+    });
+    let to_bytes = |mb: u64| mb.saturating_mul(1024 * 1024);
+    let set: [(Resource, Option<u64>); 4] = [
+        (Resource::RLIMIT_CPU, limits.cpu_seconds),
+        (Resource::RLIMIT_AS, limits.memory_mb.map(to_bytes)),
+        (Resource::RLIMIT_NOFILE, limits.open_files),
+        (Resource::RLIMIT_NPROC, limits.processes),
+    ];
+    // SAFETY: the closure runs in the forked child before exec. It only makes the
+    // async-signal-safe system calls setrlimit(2) and prctl(2) on values captured by copy; it
+    // does not allocate, lock or touch shared state.
+    #[allow(unsafe_code)]
+    unsafe {
+        cmd.pre_exec(move || {
+            for (resource, value) in set {
+                if let Some(v) = value {
+                    setrlimit(resource, v, v).map_err(std::io::Error::from)?;
+                }
+            }
+            nix::sys::prctl::set_no_new_privs().map_err(std::io::Error::from)?;
+            Ok(())
+        });
+    }
 }
 
 impl ProcessExecutor {
@@ -56,8 +117,7 @@ impl ProcessExecutor {
             program
         };
         let cwd = match spec.cwd {
-            Some(c) if c.is_relative() => env.catalog_dir.join(c),
-            Some(c) => c,
+            Some(c) => confine(c, env)?,
             None => env.work_dir.clone(),
         };
         let mut vars = Vec::new();
@@ -77,6 +137,7 @@ impl ProcessExecutor {
             env: vars,
             timeout_ms: spec.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS),
             max_output: spec.max_output_bytes.unwrap_or(DEFAULT_MAX_OUTPUT),
+            limits: spec.limits,
         })
     }
 }
@@ -146,6 +207,10 @@ impl Executor for ProcessExecutor {
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
+        if let Some((url, token)) = &ctx.callback {
+            cmd.env("A2A_HUB_URL", url).env("A2A_HUB_TOKEN", token);
+        }
+        restrict(&mut cmd, self.limits.clone());
         let mut child = cmd.spawn().map_err(|e| {
             ExecError::Failed(format!("cannot start {}: {e}", self.program.display()))
         })?;

@@ -12,12 +12,13 @@ use std::hash::{Hash, Hasher};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::{Hub, request_not_found, session_not_found};
+use super::{Hub, session_not_found};
 use crate::error::{ErrorCode, HubError, HubResult};
 use crate::metrics;
 use crate::model::{
     Event, EventKind, IdempotencyRecord, Principal, RequestRecord, RequestState, new_id, now_ms,
 };
+use crate::policy::audit::Outcome;
 use crate::store::Op;
 
 /// Arguments of [`Hub::invoke`].
@@ -104,12 +105,8 @@ impl Hub {
         principal: &Principal,
         args: HandoffArgs,
     ) -> HubResult<RequestRecord> {
-        let parent = self
-            .inner
-            .store
-            .get_request(&args.parent_id)
-            .await?
-            .ok_or_else(|| request_not_found(&args.parent_id))?;
+        let parent = self.load_request(&args.parent_id).await?;
+        self.authorize_read(principal, &parent).await?;
         self.create_request(
             principal,
             InvokeArgs {
@@ -119,18 +116,19 @@ impl Hub {
                 session_id: parent.session_id.clone(),
                 idempotency_key: args.idempotency_key,
             },
-            Some(parent.id),
+            Some((parent.id, parent.agent_id)),
         )
         .await
     }
 
+    /// `parent` is the (request id, agent id) a handoff comes from.
     async fn create_request(
         &self,
         principal: &Principal,
         args: InvokeArgs,
-        parent_id: Option<String>,
+        parent: Option<(String, String)>,
     ) -> HubResult<RequestRecord> {
-        let result = self.create_request_inner(principal, args, parent_id).await;
+        let result = self.create_request_inner(principal, args, parent).await;
         if let Err(e) = &result {
             metrics::REQUESTS_REJECTED
                 .with_label_values(&[e.code.name()])
@@ -143,8 +141,12 @@ impl Hub {
         &self,
         principal: &Principal,
         args: InvokeArgs,
-        parent_id: Option<String>,
+        parent: Option<(String, String)>,
     ) -> HubResult<RequestRecord> {
+        let acting_agent = parent.as_ref().map(|(_, agent)| agent.as_str());
+        self.authorize_invoke(principal, &args.agent_id, acting_agent)
+            .await?;
+        let parent_id = parent.as_ref().map(|(id, _)| id.clone());
         let agent = self.agent(&args.agent_id)?;
         if !agent.spec.enabled {
             return Err(HubError::new(
@@ -171,6 +173,17 @@ impl Hub {
                 return Err(HubError::new(
                     ErrorCode::SessionClosed,
                     format!("session {s:?} is closed; open a new session"),
+                ));
+            }
+            // A session is joined by its owner (handoffs continue the parent's session).
+            if parent.is_none()
+                && session.principal != principal.id
+                && crate::policy::require(principal, crate::policy::Action::RequestsReadAll)
+                    .is_err()
+            {
+                return Err(HubError::new(
+                    ErrorCode::Forbidden,
+                    format!("session {s:?} belongs to another caller"),
                 ));
             }
         }
@@ -235,7 +248,19 @@ impl Hub {
             error: None,
             attempts: 0,
         };
-        let mut ops = vec![Op::PutRequest(rec.clone())];
+        let action = if rec.parent_id.is_some() {
+            "handoff"
+        } else {
+            "invoke"
+        };
+        let audit = self.audit_op(
+            principal,
+            action,
+            &rec.id,
+            Outcome::Ok,
+            &format!("{}/{}", rec.agent_id, rec.capability),
+        )?;
+        let mut ops = vec![Op::PutRequest(rec.clone()), audit];
         if let Some((_, scope, args_hash)) = idem {
             ops.push(Op::PutIdempotency(IdempotencyRecord {
                 scope,
@@ -263,7 +288,8 @@ impl Hub {
         id: &str,
         reason: Option<String>,
     ) -> HubResult<RequestRecord> {
-        let rec = self.get_status(principal, id).await?;
+        let rec = self.load_request(id).await?;
+        self.authorize_cancel(principal, &rec).await?;
         if rec.state.is_terminal() {
             return Err(HubError::new(
                 ErrorCode::NotCancelable,
@@ -274,6 +300,8 @@ impl Hub {
             ));
         }
         let reason = reason.unwrap_or_else(|| format!("canceled by {}", principal.id));
+        self.audit_now(principal, "cancel", id, Outcome::Ok, &reason)
+            .await;
         // Still queued? Then nobody else writes its state: take it out and finish it here.
         let queued = self.inner.sched.lock().remove_queued(id);
         if let Some(job) = queued {
@@ -289,12 +317,12 @@ impl Hub {
                     .await
                 {
                     Ok(Some(rec)) => Ok(rec),
-                    _ => self.get_status(principal, id).await,
+                    _ => self.load_request(id).await,
                 }
             }
             // Not queued and no pump: it finished in the meantime (the queue lock and the
             // running-jobs map change together, so there is no gap in between).
-            None => self.get_status(principal, id).await,
+            None => self.load_request(id).await,
         }
     }
 

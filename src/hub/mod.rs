@@ -14,6 +14,7 @@
 mod invoke;
 pub mod registry;
 mod scheduler;
+pub mod security;
 mod stream;
 mod sweeper;
 
@@ -33,9 +34,12 @@ pub use registry::AgentEntry;
 pub use stream::EventStream;
 
 use crate::bus::Bus;
+use crate::catalog::Catalog;
 use crate::error::{ErrorCode, HubError, HubResult};
 use crate::executor::ExecutorEnv;
 use crate::model::{AgentSpec, Principal, RequestRecord, SessionRecord, now_ms, rfc3339};
+use crate::policy::Action;
+use crate::policy::audit::Outcome;
 use crate::store::{DynStore, Op, StoreCounts};
 use crate::{metrics, model};
 
@@ -52,6 +56,15 @@ pub struct HubConfig {
     pub sweep_interval: Duration,
     pub max_wait: Duration,
     pub executor_env: ExecutorEnv,
+    pub auth: crate::config::AuthMode,
+    /// The legacy shared stream token (stream-only credential).
+    pub stream_token: Option<String>,
+    pub rate_limits: crate::policy::ratelimit::Limits,
+    pub audit_retention: Duration,
+    /// Give process agents a callback URL and token.
+    pub agent_callbacks: bool,
+    /// Lowest role that may deploy process agents at run time (`None`: nobody).
+    pub runtime_process_agents: Option<crate::model::Role>,
 }
 
 /// A cheap, cloneable handle to the hub.
@@ -79,6 +92,9 @@ pub(crate) struct HubInner {
     workers: Mutex<BTreeMap<&'static str, WorkerStatus>>,
     started_at: i64,
     ready: AtomicBool,
+    security: security::SecurityState,
+    /// Base URL of this hub's API listener, for agent callbacks (set once it is bound).
+    hub_url: parking_lot::RwLock<Option<String>>,
 }
 
 /// Status of a named background worker, for `/api/agent?action=status`.
@@ -119,10 +135,34 @@ pub struct AgentLoad {
 impl Hub {
     /// Opens the hub on an opened store: merges the catalog, recovers unfinished requests and
     /// starts the background workers.
-    pub async fn start(cfg: HubConfig, store: DynStore, catalog: Vec<AgentSpec>) -> HubResult<Hub> {
+    pub async fn start(cfg: HubConfig, store: DynStore, catalog: Catalog) -> HubResult<Hub> {
+        Self::open(cfg, store, catalog, true).await
+    }
+
+    /// Opens the hub for offline administration (the CLI on a stopped store): registry, keys,
+    /// grants and audit work; nothing is recovered, dispatched or swept, and invocations are
+    /// refused.
+    pub async fn open_admin(cfg: HubConfig, store: DynStore, catalog: Catalog) -> HubResult<Hub> {
+        Self::open(cfg, store, catalog, false).await
+    }
+
+    async fn open(
+        cfg: HubConfig,
+        store: DynStore,
+        catalog: Catalog,
+        serve: bool,
+    ) -> HubResult<Hub> {
         metrics::init();
+        let access = crate::policy::AccessLists::compile(catalog.policies)
+            .map_err(|e| HubError::new(ErrorCode::InvalidParams, e))?;
+        let security = security::SecurityState::new(
+            cfg.auth,
+            cfg.stream_token.clone(),
+            access,
+            crate::policy::ratelimit::Limiter::new(cfg.rate_limits.clone()),
+        );
         let stored = store.list_agents().await?;
-        let (entries, ops) = registry::merge_catalog(catalog, stored, &cfg.executor_env)?;
+        let (entries, ops) = registry::merge_catalog(catalog.agents, stored, &cfg.executor_env)?;
         store.write(ops).await?;
         let registry = Registry::default();
         for e in entries {
@@ -143,11 +183,19 @@ impl Hub {
             workers: Mutex::new(BTreeMap::new()),
             started_at: now_ms(),
             ready: AtomicBool::new(false),
+            security,
+            hub_url: parking_lot::RwLock::new(None),
         });
         let hub = Hub { inner };
         hub.refresh_agent_metrics();
+        hub.refresh_keys().await?;
+        if !serve {
+            hub.inner.sched.lock().stop_accepting();
+            return Ok(hub);
+        }
         hub.recover().await?;
         sweeper::spawn(hub.clone());
+        hub.spawn_key_refresh();
         hub.inner.ready.store(true, Ordering::SeqCst);
         Ok(hub)
     }
@@ -159,6 +207,16 @@ impl Hub {
     /// True once start-up (catalog, recovery) has finished and until shutdown begins.
     pub fn is_ready(&self) -> bool {
         self.inner.ready.load(Ordering::SeqCst)
+    }
+
+    /// Cancelled when shutdown begins (for workers outside the hub, e.g. certificate watchers).
+    pub fn stopping_token(&self) -> CancellationToken {
+        self.inner.stopping.clone()
+    }
+
+    /// Records where this hub's API listener can be reached (for agent callbacks).
+    pub fn set_hub_url(&self, url: String) {
+        *self.inner.hub_url.write() = Some(url);
     }
 
     pub fn store_backend(&self) -> &'static str {
@@ -177,7 +235,8 @@ impl Hub {
     // -----------------------------------------------------------------------------------------
     // Agents
 
-    /// Agents in id order; disabled ones only when asked.
+    /// Agents in id order; disabled ones only when asked. Internal (no caller check): for
+    /// operations endpoints, public agent cards and the like.
     pub fn list_agents(&self, include_disabled: bool) -> Vec<Arc<AgentEntry>> {
         self.inner
             .registry
@@ -187,6 +246,23 @@ impl Hub {
             .collect()
     }
 
+    /// The agents a caller may see.
+    pub async fn visible_agents(
+        &self,
+        p: &Principal,
+        include_disabled: bool,
+    ) -> HubResult<Vec<Arc<AgentEntry>>> {
+        self.authorize(p, Action::AgentsRead).await?;
+        Ok(self.list_agents(include_disabled))
+    }
+
+    /// One agent, for a caller.
+    pub async fn describe_agent(&self, p: &Principal, id: &str) -> HubResult<Arc<AgentEntry>> {
+        self.authorize(p, Action::AgentsRead).await?;
+        self.agent(id)
+    }
+
+    /// One agent (internal lookup, no caller check).
     pub fn agent(&self, id: &str) -> HubResult<Arc<AgentEntry>> {
         self.inner
             .registry
@@ -197,10 +273,11 @@ impl Hub {
     /// Registers a new agent at run time (persisted; wins over the catalog from now on).
     pub async fn deploy_agent(
         &self,
-        _principal: &Principal,
+        p: &Principal,
         spec: AgentSpec,
         replace: bool,
     ) -> HubResult<Arc<AgentEntry>> {
+        self.authorize(p, Action::AgentsWrite).await?;
         let _g = self.inner.registry_lock.lock().await;
         if !replace && self.inner.registry.get(&spec.id).is_some() {
             return Err(HubError::new(
@@ -211,16 +288,25 @@ impl Hub {
                 ),
             ));
         }
-        self.put_agent(spec).await
+        self.check_process_agent(p, &spec)?;
+        let audit = self.audit_op(
+            p,
+            "agents.deploy",
+            &spec.id,
+            Outcome::Ok,
+            spec.executor.kind(),
+        )?;
+        self.put_agent(spec, audit).await
     }
 
     /// Applies a JSON merge patch (RFC 7396) to an agent's definition.
     pub async fn update_agent(
         &self,
-        _principal: &Principal,
+        p: &Principal,
         id: &str,
         patch: &Value,
     ) -> HubResult<Arc<AgentEntry>> {
+        self.authorize(p, Action::AgentsWrite).await?;
         let _g = self.inner.registry_lock.lock().await;
         let current = self.agent(id)?;
         let mut doc = serde_json::to_value(&current.spec).map_err(HubError::internal)?;
@@ -237,7 +323,12 @@ impl Hub {
                 format!("the updated definition of {id:?} is not valid: {e}"),
             )
         })?;
-        self.put_agent(spec).await
+        if spec.executor != current.spec.executor {
+            self.check_process_agent(p, &spec)?;
+        }
+        let detail: String = patch.to_string().chars().take(300).collect();
+        let audit = self.audit_op(p, "agents.update", id, Outcome::Ok, &detail)?;
+        self.put_agent(spec, audit).await
     }
 
     pub async fn set_agent_enabled(
@@ -250,9 +341,31 @@ impl Hub {
             .await
     }
 
-    async fn put_agent(&self, spec: AgentSpec) -> HubResult<Arc<AgentEntry>> {
+    /// Process agents run commands on this host: only the configured roles may create or
+    /// change them at run time (A2A_RUNTIME_PROCESS_AGENTS).
+    fn check_process_agent(&self, p: &Principal, spec: &AgentSpec) -> HubResult<()> {
+        if !matches!(spec.executor, crate::model::ExecutorSpec::Process(_)) {
+            return Ok(());
+        }
+        match self.inner.cfg.runtime_process_agents {
+            Some(min) if p.role >= min => Ok(()),
+            Some(min) => Err(HubError::new(
+                ErrorCode::Forbidden,
+                format!(
+                    "process agents run commands on the host; deploying or changing them at run time needs the {} role (A2A_RUNTIME_PROCESS_AGENTS)",
+                    min.as_str()
+                ),
+            )),
+            None => Err(HubError::new(
+                ErrorCode::Forbidden,
+                "process agents can only be defined in catalog files here (A2A_RUNTIME_PROCESS_AGENTS=off)",
+            )),
+        }
+    }
+
+    async fn put_agent(&self, spec: AgentSpec, audit: Op) -> HubResult<Arc<AgentEntry>> {
         let (entry, op) = registry::deploy_op(spec, &self.inner.cfg.executor_env)?;
-        self.inner.store.write(vec![op]).await?;
+        self.inner.store.write(vec![op, audit]).await?;
         let id = entry.spec.id.clone();
         self.inner.registry.insert(entry);
         self.refresh_agent_metrics();
@@ -260,11 +373,13 @@ impl Hub {
     }
 
     /// Removes an agent. A catalog agent stays removed across restarts (a tombstone).
-    pub async fn remove_agent(&self, _principal: &Principal, id: &str) -> HubResult<()> {
+    pub async fn remove_agent(&self, p: &Principal, id: &str) -> HubResult<()> {
+        self.authorize(p, Action::AgentsWrite).await?;
         let _g = self.inner.registry_lock.lock().await;
         let current = self.agent(id)?;
         let op = registry::remove_op(&current);
-        self.inner.store.write(vec![op]).await?;
+        let audit = self.audit_op(p, "agents.remove", id, Outcome::Ok, "")?;
+        self.inner.store.write(vec![op, audit]).await?;
         self.inner.registry.remove(id);
         self.refresh_agent_metrics();
         Ok(())
@@ -285,6 +400,7 @@ impl Hub {
         agent_id: Option<String>,
         metadata: Value,
     ) -> HubResult<SessionRecord> {
+        self.authorize(principal, Action::Invoke).await?;
         if let Some(a) = &agent_id {
             self.agent(a)?;
         }
@@ -296,14 +412,24 @@ impl Hub {
             created_at: now_ms(),
             closed_at: None,
         };
+        let audit = self.audit_op(principal, "sessions.open", &rec.id, Outcome::Ok, "")?;
         self.inner
             .store
-            .write(vec![Op::PutSession(rec.clone())])
+            .write(vec![Op::PutSession(rec.clone()), audit])
             .await?;
         Ok(rec)
     }
 
-    pub async fn get_session(&self, id: &str) -> HubResult<SessionRecord> {
+    /// A session, for its owner or a caller who may read all requests.
+    pub async fn get_session(&self, p: &Principal, id: &str) -> HubResult<SessionRecord> {
+        let rec = self.load_session(id).await?;
+        if rec.principal != p.id {
+            self.authorize(p, Action::RequestsReadAll).await?;
+        }
+        Ok(rec)
+    }
+
+    pub(crate) async fn load_session(&self, id: &str) -> HubResult<SessionRecord> {
         self.inner
             .store
             .get_session(id)
@@ -312,17 +438,17 @@ impl Hub {
     }
 
     /// Closes a session: no new requests may join it. Running requests are not affected.
-    pub async fn close_session(
-        &self,
-        _principal: &Principal,
-        id: &str,
-    ) -> HubResult<SessionRecord> {
-        let mut rec = self.get_session(id).await?;
+    pub async fn close_session(&self, p: &Principal, id: &str) -> HubResult<SessionRecord> {
+        let mut rec = self.load_session(id).await?;
+        if rec.principal != p.id {
+            self.authorize(p, Action::RequestsCancelAll).await?;
+        }
         if rec.closed_at.is_none() {
             rec.closed_at = Some(now_ms());
+            let audit = self.audit_op(p, "sessions.close", id, Outcome::Ok, "")?;
             self.inner
                 .store
-                .write(vec![Op::PutSession(rec.clone())])
+                .write(vec![Op::PutSession(rec.clone()), audit])
                 .await?;
         }
         Ok(rec)
@@ -331,7 +457,13 @@ impl Hub {
     // -----------------------------------------------------------------------------------------
     // Requests
 
-    pub async fn get_status(&self, _principal: &Principal, id: &str) -> HubResult<RequestRecord> {
+    pub async fn get_status(&self, p: &Principal, id: &str) -> HubResult<RequestRecord> {
+        let rec = self.load_request(id).await?;
+        self.authorize_read(p, &rec).await?;
+        Ok(rec)
+    }
+
+    pub(crate) async fn load_request(&self, id: &str) -> HubResult<RequestRecord> {
         self.inner
             .store
             .get_request(id)
@@ -339,11 +471,44 @@ impl Hub {
             .ok_or_else(|| request_not_found(id))
     }
 
+    /// Requests matching `filter`; callers who may not read all requests see their own.
     pub async fn list_requests(
         &self,
+        p: &Principal,
         filter: &crate::store::RequestFilter,
     ) -> HubResult<Vec<RequestRecord>> {
-        Ok(self.inner.store.list_requests(filter).await?)
+        if crate::policy::require(p, Action::RequestsReadAll).is_ok() {
+            return Ok(self.inner.store.list_requests(filter).await?);
+        }
+        if p.role < crate::model::Role::Invoker {
+            return Err(crate::policy::forbidden(p, Action::RequestsReadAll));
+        }
+        // Own requests only: page through until the limit is filled.
+        let limit = if filter.limit == 0 {
+            usize::MAX
+        } else {
+            filter.limit
+        };
+        let mut out = Vec::new();
+        let mut page_filter = filter.clone();
+        page_filter.limit = 500;
+        loop {
+            let page = self.inner.store.list_requests(&page_filter).await?;
+            let n = page.len();
+            page_filter.after_id = page.last().map(|r| r.id.clone());
+            out.extend(page.into_iter().filter(|r| r.principal == p.id));
+            if out.len() >= limit || n < 500 {
+                break;
+            }
+        }
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    /// Queue and agent statistics, for a caller.
+    pub async fn get_stats(&self, p: &Principal) -> HubResult<Stats> {
+        self.authorize(p, Action::Stats).await?;
+        Ok(self.stats())
     }
 
     // -----------------------------------------------------------------------------------------
@@ -393,6 +558,13 @@ impl Hub {
     /// Stops accepting work, lets running jobs finish for up to `grace`, then stops the rest
     /// without marking them (the interrupt policy applies at the next start) and closes the
     /// store. Queued requests stay queued and run after the restart.
+    /// Closes a hub opened with [`Hub::open_admin`] (flushes and releases the store).
+    pub async fn close_admin(&self) {
+        if let Err(e) = self.inner.store.close().await {
+            tracing::error!("closing the store failed: {e}");
+        }
+    }
+
     pub async fn shutdown(&self, grace: Duration) {
         self.inner.ready.store(false, Ordering::SeqCst);
         self.inner.stopping.cancel();

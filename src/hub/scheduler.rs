@@ -343,6 +343,17 @@ impl Hub {
         self.publish(start);
 
         let input: Value = serde_json::from_str(&record.input).unwrap_or(Value::Null);
+        // Process agents get a per-request credential to call back into the hub as themselves.
+        let callback = match (&agent.spec.executor, self.inner.cfg.agent_callbacks) {
+            (crate::model::ExecutorSpec::Process(_), true) => {
+                let url = self.inner.hub_url.read().clone();
+                match (url, self.issue_agent_token(&record.agent_id, &id)) {
+                    (Some(url), Some(token)) => Some((url, token)),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
         let ctx = ExecContext {
             request_id: id.clone(),
             agent_id: record.agent_id.clone(),
@@ -351,6 +362,7 @@ impl Hub {
             parent_id: record.parent_id.clone(),
             attempt: record.attempts,
             cancel: control.cancel.child_token(),
+            callback: callback.clone(),
         };
         let (sink, mut chunks) = OutputSink::channel(SINK_CAPACITY);
         let exec = agent.executor.clone();
@@ -400,6 +412,9 @@ impl Hub {
         };
         // Whatever the outcome, the executor is gone from here on (drop kills processes).
         drop(fut);
+        if let Some((_, token)) = &callback {
+            self.revoke_agent_token(token);
+        }
 
         let now = now_ms();
         let mut events: Vec<Event> = match outcome {

@@ -32,14 +32,20 @@ impl Hub {
     /// after the terminal event.
     pub async fn subscribe(
         &self,
-        _principal: &Principal,
+        principal: &Principal,
         request_id: &str,
         after: u64,
     ) -> HubResult<EventStream> {
         let rx = self.inner.bus.subscribe(request_id);
         let exists = self.inner.store.get_request(request_id).await;
         match exists {
-            Ok(Some(_)) => {}
+            Ok(Some(rec)) => {
+                if let Err(e) = self.authorize_read(principal, &rec).await {
+                    drop(rx);
+                    self.inner.bus.release(request_id);
+                    return Err(e);
+                }
+            }
             Ok(None) => {
                 drop(rx);
                 self.inner.bus.release(request_id);

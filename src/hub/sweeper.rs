@@ -98,5 +98,54 @@ pub(super) async fn sweep_once(
             break;
         }
     }
+    removed += sweep_audit(hub, stopping).await?;
+    Ok(removed)
+}
+
+/// Audit entries older than `A2A_AUDIT_RETENTION` (keys are time-ordered UUIDv7 ids).
+async fn sweep_audit(
+    hub: &Hub,
+    stopping: &tokio_util::sync::CancellationToken,
+) -> Result<usize, String> {
+    use crate::policy::audit::AuditRecord;
+    use crate::store::Aux;
+    let store = &hub.inner.store;
+    let cutoff = now_ms() - hub.inner.cfg.audit_retention.as_millis() as i64;
+    let mut removed = 0;
+    loop {
+        if stopping.is_cancelled() {
+            break;
+        }
+        let page = store
+            .scan_aux(Aux::Audit, "", None, BATCH)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut ops = Vec::new();
+        let mut reached_recent = false;
+        for (key, value) in &page {
+            match crate::store::codec::decode::<AuditRecord>("audit", value) {
+                Ok(rec) if rec.ts >= cutoff => {
+                    reached_recent = true;
+                    break;
+                }
+                // Old, or unreadable: either way it goes.
+                _ => ops.push(Op::DeleteAux {
+                    table: Aux::Audit,
+                    key: key.clone(),
+                }),
+            }
+        }
+        let n = ops.len();
+        if n > 0 {
+            store.write(ops).await.map_err(|e| e.to_string())?;
+            metrics::SWEPT
+                .with_label_values(&["audit"])
+                .inc_by(n as u64);
+            removed += n;
+        }
+        if reached_recent || page.len() < BATCH {
+            break;
+        }
+    }
     Ok(removed)
 }

@@ -43,7 +43,8 @@ fn io<E: std::fmt::Display>(e: E) -> StoreError {
 }
 
 pub struct RedbStore {
-    db: Arc<Database>,
+    /// `None` once closed: the file (and its lock) is released as soon as in-flight reads end.
+    db: parking_lot::RwLock<Option<Arc<Database>>>,
     committer: GroupCommitter,
     path: PathBuf,
 }
@@ -239,7 +240,7 @@ impl RedbStore {
         }
         let committer = GroupCommitter::start("redb", Writer { db: db.clone() })?;
         Ok(Self {
-            db,
+            db: parking_lot::RwLock::new(Some(db)),
             committer,
             path: path.to_path_buf(),
         })
@@ -250,7 +251,14 @@ impl RedbStore {
     }
 
     fn read(&self) -> StoreResult<redb::ReadTransaction> {
-        self.db.begin_read().map_err(io)
+        let db = self.db.read().clone();
+        match db {
+            Some(db) => db.begin_read().map_err(io),
+            None => Err(StoreError::Unavailable(format!(
+                "the store {} is closed",
+                self.path.display()
+            ))),
+        }
     }
 }
 
@@ -543,6 +551,7 @@ impl Store for RedbStore {
 
     async fn close(&self) -> StoreResult<()> {
         self.committer.close().await;
+        self.db.write().take();
         Ok(())
     }
 }

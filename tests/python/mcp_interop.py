@@ -23,7 +23,9 @@ from mcp.client.stdio import StdioServerParameters
 CORE_TOOLS = [
     "list_agents", "describe_agent", "open_session", "close_session", "invoke_agent",
     "handoff", "cancel", "get_status", "deploy_agent", "update_agent", "enable_agent",
-    "disable_agent", "remove_agent", "get_stats", "agent_control",
+    "disable_agent", "remove_agent", "get_stats", "grant_permission", "request_permission",
+    "approve_permission", "revoke_permission", "get_permissions", "create_api_key",
+    "list_api_keys", "revoke_api_key", "get_audit_log", "agent_control",
 ]
 
 
