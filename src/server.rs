@@ -44,10 +44,6 @@ use crate::model::{Principal, Surface};
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Resp = http::Response<BoxBody<Bytes, BoxError>>;
 
-/// Time a client has to finish the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Time a client has to send a request's headers (also closes idle keep-alive connections).
-const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Time a client has to send an `/mcp` body.
 const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -435,7 +431,7 @@ async fn accept_loop(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT)
+        .header_read_timeout(shared.ctx.config.header_timeout)
         .keep_alive(true);
     builder.http2().timer(TokioTimer::new());
     let slots = Arc::new(Semaphore::new(shared.ctx.config.max_connections));
@@ -471,10 +467,11 @@ async fn accept_loop(
                 let acceptor = acceptor.clone();
                 let builder = builder.clone();
                 let watcher = graceful.watcher();
+                let handshake_timeout = shared.ctx.config.header_timeout;
                 tokio::spawn(async move {
                     let _permit = permit;
                     let tls_stream = match tokio::time::timeout(
-                        HANDSHAKE_TIMEOUT,
+                        handshake_timeout,
                         acceptor.accept(stream),
                     )
                     .await

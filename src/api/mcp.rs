@@ -1118,12 +1118,18 @@ impl ServerHandler for McpServer {
     async fn list_resources(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, McpError> {
-        let resources = self
-            .ctx
-            .hub
-            .list_agents(false)
+        let visible = match self.principal(&context) {
+            Some(p) => self
+                .ctx
+                .hub
+                .visible_agents(&p, false)
+                .await
+                .unwrap_or_default(),
+            None => Vec::new(),
+        };
+        let resources = visible
             .iter()
             .map(|a| {
                 Resource::new(format!("agent://{}", a.spec.id), a.spec.id.clone())
@@ -1137,12 +1143,13 @@ impl ServerHandler for McpServer {
     async fn read_resource(
         &self,
         request: ReadResourceRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, McpError> {
         let uri = request.uri.clone();
-        let agent = uri
-            .strip_prefix("agent://")
-            .and_then(|id| self.ctx.hub.agent(id).ok());
+        let agent = match (self.principal(&context), uri.strip_prefix("agent://")) {
+            (Some(p), Some(id)) => self.ctx.hub.describe_agent(&p, id).await.ok(),
+            _ => None,
+        };
         match agent {
             Some(a) => {
                 let text = serde_json::to_string_pretty(&agent_view(&a, true)).unwrap_or_default();

@@ -134,15 +134,17 @@ pub fn routes(ctx: Arc<ApiContext>) -> BoxedFilter<(Resp,)> {
         .and(warp::get())
         .and(warp::query::<HashMap<String, String>>())
         .and(with())
-        .map(|q: HashMap<String, String>, ctx: ReqCtx| {
+        .then(|q: HashMap<String, String>, ctx: ReqCtx| async move {
             let all = q.get("includeDisabled").is_some_and(|v| v == "true");
-            let agents: Vec<Value> = ctx
+            let r = ctx
                 .hub
-                .list_agents(all)
-                .iter()
-                .map(|a| agent_view(a, false))
-                .collect();
-            json_response(StatusCode::OK, &json!({ "agents": agents }))
+                .visible_agents(&ctx.caller(), all)
+                .await
+                .map(|agents| {
+                    let agents: Vec<Value> = agents.iter().map(|a| agent_view(a, false)).collect();
+                    json!({ "agents": agents })
+                });
+            reply(r, StatusCode::OK)
         })
         .boxed();
 
@@ -173,11 +175,13 @@ pub fn routes(ctx: Arc<ApiContext>) -> BoxedFilter<(Resp,)> {
         .and(warp::path!("agents" / String))
         .and(warp::get())
         .and(with())
-        .map(|id: String, ctx: ReqCtx| {
-            reply(
-                ctx.hub.agent(&id).map(|a| agent_view(&a, true)),
-                StatusCode::OK,
-            )
+        .then(|id: String, ctx: ReqCtx| async move {
+            let r = ctx
+                .hub
+                .describe_agent(&ctx.caller(), &id)
+                .await
+                .map(|a| agent_view(&a, true));
+            reply(r, StatusCode::OK)
         })
         .boxed();
 
@@ -416,11 +420,12 @@ pub fn routes(ctx: Arc<ApiContext>) -> BoxedFilter<(Resp,)> {
         .and(warp::path!("stats"))
         .and(warp::get())
         .and(with())
-        .map(|ctx: ReqCtx| {
-            reply(
-                serde_json::to_value(ctx.hub.stats()).map_err(HubError::internal),
-                StatusCode::OK,
-            )
+        .then(|ctx: ReqCtx| async move {
+            let r = match ctx.hub.get_stats(&ctx.caller()).await {
+                Ok(st) => serde_json::to_value(st).map_err(HubError::internal),
+                Err(e) => Err(e),
+            };
+            reply(r, StatusCode::OK)
         })
         .boxed();
 

@@ -4,5 +4,6 @@ pub mod harness;
 pub mod hub_core;
 pub mod mcp;
 pub mod process_agent;
+pub mod security;
 pub mod store_conformance;
 pub mod streams;
