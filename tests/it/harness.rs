@@ -331,11 +331,15 @@ impl TestBinary {
             if let Some(rest) = t.strip_prefix("mcp") {
                 let url = rest
                     .trim()
+                    .trim_start_matches("https://")
                     .trim_start_matches("http://")
                     .trim_end_matches("/mcp");
                 api = url.parse().ok();
             } else if let Some(rest) = t.strip_prefix("ops") {
-                let url = rest.trim().trim_start_matches("http://");
+                let url = rest
+                    .trim()
+                    .trim_start_matches("https://")
+                    .trim_start_matches("http://");
                 let url = url.split('/').next().unwrap_or("");
                 ops = url.parse().ok();
             }

@@ -7,3 +7,4 @@ pub mod process_agent;
 pub mod security;
 pub mod store_conformance;
 pub mod streams;
+pub mod tls;
