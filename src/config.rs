@@ -208,6 +208,12 @@ pub const SETTINGS: &[Setting] = &[
        "Who may deploy or change `process` agents (which run commands on this host) at run time: `admin`, `operator`, or `off` (catalog files only)."),
     s!("agent_callbacks", ["A2A_AGENT_CALLBACKS"], "true",
        "Give process agents A2A_HUB_URL and a per-request A2A_HUB_TOKEN so they can call back into the hub as themselves (subject to grants)."),
+    s!("backup_dir", ["A2A_BACKUP_DIR"], "backup",
+       "Where snapshots are written (scheduled and API-triggered backups)."),
+    s!("backup_interval", ["A2A_BACKUP_INTERVAL"], "1d",
+       "How often `serve` takes a snapshot (e.g. `6h`, `1d`), or `off`. The next one is due this long after the newest snapshot in the directory."),
+    s!("backup_retention_days", ["A2A_BACKUP_RETENTION_DAYS"], "30",
+       "Snapshots older than this many days are deleted after each successful scheduled backup (the newest is always kept)."),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -271,6 +277,10 @@ pub struct Config {
     pub ops_tls: bool,
     pub max_connections: usize,
     pub header_timeout: Duration,
+    pub backup_dir: PathBuf,
+    /// `None`: no scheduled backups.
+    pub backup_interval: Option<Duration>,
+    pub backup_retention_days: u64,
     pub max_streams_per_key: usize,
     pub audit_retention: Duration,
     pub agent_callbacks: bool,
@@ -514,6 +524,12 @@ impl Config {
             ops_tls: raw.bool("ops_tls")?,
             max_connections: raw.positive("max_connections")?,
             header_timeout: raw.duration("header_timeout")?,
+            backup_dir: PathBuf::from(raw.text("backup_dir").unwrap_or_else(|| "backup".into())),
+            backup_interval: match raw.get("backup_interval").0.trim() {
+                "off" | "0" | "" => None,
+                _ => Some(raw.duration("backup_interval")?),
+            },
+            backup_retention_days: raw.parse("backup_retention_days", "a whole number of days")?,
             max_streams_per_key: raw.positive("max_streams_per_key")?,
             audit_retention: raw.duration("audit_retention")?,
             agent_callbacks: raw.bool("agent_callbacks")?,

@@ -4,6 +4,7 @@
 //! `api` / `server` / `cli`.
 
 pub mod api;
+pub mod backup;
 pub mod bus;
 pub mod catalog;
 pub mod cli;

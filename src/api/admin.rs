@@ -304,7 +304,41 @@ pub fn routes(ctx: Arc<ApiContext>) -> BoxedFilter<(Resp,)> {
         })
         .boxed();
 
+    let create_backup = v1
+        .and(warp::path!("admin" / "backups"))
+        .and(warp::post())
+        .and(with())
+        .then(|rc: ReqCtx| async move {
+            let r = rc
+                .hub
+                .create_backup(&rc.caller())
+                .await
+                .map(|s| crate::backup::info_view(&s));
+            reply(r, StatusCode::CREATED)
+        })
+        .boxed();
+
+    let list_backups = v1
+        .and(warp::path!("admin" / "backups"))
+        .and(warp::get())
+        .and(warp::query::<HashMap<String, String>>())
+        .and(with())
+        .then(|q: HashMap<String, String>, rc: ReqCtx| async move {
+            let verify = q.get("verify").is_some_and(|v| v == "true");
+            let r = rc
+                .hub
+                .list_backups(&rc.caller(), verify)
+                .await
+                .map(|b| json!({ "backups": b }));
+            reply(r, StatusCode::OK)
+        })
+        .boxed();
+
     list_keys
+        .or(create_backup)
+        .unify()
+        .or(list_backups)
+        .unify()
         .or(create_key)
         .unify()
         .or(revoke_key)

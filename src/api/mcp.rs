@@ -287,6 +287,14 @@ struct AuditArgs {
     limit: Option<usize>,
 }
 
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ListBackupsArgs {
+    /// Check each snapshot's checksum and records (slower).
+    #[serde(default)]
+    verify: bool,
+}
+
 fn duration_arg(field: &str, v: &Option<String>) -> HubResult<Option<Duration>> {
     match v {
         None => Ok(None),
@@ -559,6 +567,20 @@ pub static TOOLS: LazyLock<Vec<Tool>> = LazyLock::new(|| {
             "Audit log entries (who did what, when, through which door, and the outcome).",
             input_schema::<AuditArgs>(),
             json!({"type": "object", "required": ["entries"]}),
+            ro(),
+        ),
+        tool(
+            "create_backup",
+            "Take a consistent snapshot of the hub's store into its backup directory.",
+            input_schema::<NoArgs>(),
+            json!({"type": "object", "required": ["path", "records"]}),
+            rw(false, false),
+        ),
+        tool(
+            "list_backups",
+            "List the snapshots in the backup directory (verify=true checks each completely).",
+            input_schema::<ListBackupsArgs>(),
+            json!({"type": "object", "required": ["backups"]}),
             ro(),
         ),
         tool(
@@ -874,6 +896,20 @@ impl McpServer {
                     .map(|k| k.view(crate::model::now_ms())),
                 Err(e) => Err(e),
             },
+            "create_backup" => match parse::<NoArgs>(name, args) {
+                Ok(_) => hub
+                    .create_backup(&p)
+                    .await
+                    .map(|s| crate::backup::info_view(&s)),
+                Err(e) => Err(e),
+            },
+            "list_backups" => match parse::<ListBackupsArgs>(name, args) {
+                Ok(a) => hub
+                    .list_backups(&p, a.verify)
+                    .await
+                    .map(|b| json!({ "backups": b })),
+                Err(e) => Err(e),
+            },
             "get_audit_log" => match parse::<AuditArgs>(name, args) {
                 Ok(a) => hub
                     .list_audit(&p, a.after.as_deref(), a.limit.unwrap_or(100))
@@ -984,6 +1020,8 @@ fn control_action(action: &str) -> Option<&'static str> {
         "list_api_keys" => "list_api_keys",
         "revoke_api_key" => "revoke_api_key",
         "get_audit_log" | "audit" => "get_audit_log",
+        "create_backup" | "backup" => "create_backup",
+        "list_backups" => "list_backups",
         _ => return None,
     })
 }
@@ -1007,6 +1045,7 @@ fn tool_visible(name: &str, p: &Principal) -> bool {
         "get_permissions" => can(Action::GrantsRead) || p.agent.is_some(),
         "create_api_key" | "list_api_keys" | "revoke_api_key" => can(Action::KeysManage),
         "get_audit_log" => can(Action::AuditRead),
+        "create_backup" | "list_backups" => can(Action::Backup),
         _ => true,
     }
 }

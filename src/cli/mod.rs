@@ -6,6 +6,7 @@
 
 mod admin;
 mod agents;
+mod backup;
 pub mod bench;
 mod bridge;
 mod mcp_client;
@@ -91,6 +92,11 @@ pub enum Command {
     Keys {
         #[command(subcommand)]
         command: admin::KeysCommand,
+    },
+    /// Snapshots: create, list, verify, restore, prune.
+    Backup {
+        #[command(subcommand)]
+        command: backup::BackupCommand,
     },
     /// Read the audit log.
     Audit {
@@ -185,6 +191,10 @@ pub fn run(cli: Cli) -> Exit {
         Command::Keys { command } => {
             crate::telemetry::init(&config);
             runtime(|| admin::keys(config, command))
+        }
+        Command::Backup { command } => {
+            crate::telemetry::init(&config);
+            runtime(|| backup::run(config, command))
         }
         Command::Audit { command } => {
             crate::telemetry::init(&config);

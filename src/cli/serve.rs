@@ -35,6 +35,9 @@ pub fn hub_config(config: &Config) -> HubConfig {
         audit_retention: config.audit_retention,
         agent_callbacks: config.agent_callbacks,
         runtime_process_agents: config.runtime_process_agents,
+        backup_dir: config.backup_dir.clone(),
+        backup_interval: config.backup_interval,
+        backup_retention_days: config.backup_retention_days,
     }
 }
 

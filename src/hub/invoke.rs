@@ -343,6 +343,7 @@ impl Hub {
             ts: now,
             kind: EventKind::Canceled(reason),
         };
+        self.record_finished(&rec);
         self.inner
             .store
             .write(vec![
@@ -350,7 +351,6 @@ impl Hub {
                 Op::PutRequest(rec.clone()),
             ])
             .await?;
-        self.record_finished(&rec);
         self.publish(ev);
         Ok(rec)
     }

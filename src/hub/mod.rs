@@ -11,6 +11,7 @@
 //! terminal event are committed together. The job pump of a running request is the only
 //! writer of that request's state, which is what makes a canceled job stay canceled.
 
+mod backups;
 mod invoke;
 pub mod registry;
 mod scheduler;
@@ -65,6 +66,10 @@ pub struct HubConfig {
     pub agent_callbacks: bool,
     /// Lowest role that may deploy process agents at run time (`None`: nobody).
     pub runtime_process_agents: Option<crate::model::Role>,
+    pub backup_dir: std::path::PathBuf,
+    /// `None`: no scheduled backups.
+    pub backup_interval: Option<Duration>,
+    pub backup_retention_days: u64,
 }
 
 /// A cheap, cloneable handle to the hub.
@@ -95,6 +100,8 @@ pub(crate) struct HubInner {
     security: security::SecurityState,
     /// Base URL of this hub's API listener, for agent callbacks (set once it is bound).
     hub_url: parking_lot::RwLock<Option<String>>,
+    /// One snapshot at a time.
+    backup_lock: tokio::sync::Mutex<()>,
 }
 
 /// Status of a named background worker, for `/api/agent?action=status`.
@@ -185,6 +192,7 @@ impl Hub {
             ready: AtomicBool::new(false),
             security,
             hub_url: parking_lot::RwLock::new(None),
+            backup_lock: tokio::sync::Mutex::new(()),
         });
         let hub = Hub { inner };
         hub.refresh_agent_metrics();
@@ -196,6 +204,7 @@ impl Hub {
         hub.recover().await?;
         sweeper::spawn(hub.clone());
         hub.spawn_key_refresh();
+        backups::spawn_scheduler(hub.clone());
         hub.inner.ready.store(true, Ordering::SeqCst);
         Ok(hub)
     }

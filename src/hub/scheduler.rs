@@ -452,9 +452,10 @@ impl Hub {
         });
         let mut ops: Vec<Op> = events.iter().cloned().map(Op::AppendEvent).collect();
         ops.push(Op::PutRequest(record.clone()));
+        // Metrics first: whoever sees the terminal state in the store also finds it counted.
+        self.record_finished(&record);
         match self.inner.store.write(ops).await {
             Ok(()) => {
-                self.record_finished(&record);
                 for ev in events {
                     self.publish(ev);
                 }
@@ -516,6 +517,7 @@ impl Hub {
             ts: now,
             kind: EventKind::Error(message),
         };
+        self.record_finished(&rec);
         self.inner
             .store
             .write(vec![
@@ -523,7 +525,6 @@ impl Hub {
                 Op::PutRequest(rec.clone()),
             ])
             .await?;
-        self.record_finished(&rec);
         self.publish(ev);
         Ok(rec)
     }

@@ -176,6 +176,17 @@ impl GroupCommitter {
     }
 }
 
+impl Drop for GroupCommitter {
+    /// A dropped store releases its files before the drop returns: the commit thread finishes
+    /// what it has and exits (so, e.g., an embedded file lock is free for the next opener).
+    fn drop(&mut self) {
+        drop(self.tx.lock().take());
+        if let Some(t) = self.thread.lock().take() {
+            let _ = t.join();
+        }
+    }
+}
+
 fn closed(backend: &str) -> StoreError {
     StoreError::Unavailable(format!("the {backend} store is closed"))
 }

@@ -166,6 +166,11 @@ pub trait Store: Send + Sync + 'static {
     /// Backend name (`redb`, ...).
     fn backend(&self) -> &'static str;
 
+    /// Version of this backend's schema (recorded in snapshots).
+    fn schema_version(&self) -> u64 {
+        1
+    }
+
     /// Applies `ops` atomically; durable on return. Concurrent calls share commits.
     async fn write(&self, ops: Vec<Op>) -> StoreResult<()>;
 

@@ -268,6 +268,10 @@ impl Store for RedbStore {
         "redb"
     }
 
+    fn schema_version(&self) -> u64 {
+        SCHEMA_VERSION
+    }
+
     async fn write(&self, ops: Vec<Op>) -> StoreResult<()> {
         self.committer.write(ops).await
     }

@@ -38,6 +38,11 @@ pub fn test_config(data_dir: &Path, extra: &[(&str, &str)]) -> Config {
     flags.insert("stream_port".into(), "0".into());
     flags.insert("metrics_port".into(), "0".into());
     flags.insert("shutdown_grace".into(), "2s".into());
+    flags.insert(
+        "backup_dir".into(),
+        data_dir.join("backup").display().to_string(),
+    );
+    flags.insert("backup_interval".into(), "off".into());
     for (k, v) in extra {
         flags.insert(k.to_string(), v.to_string());
     }
@@ -301,6 +306,8 @@ impl TestBinary {
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("LOG_LEVEL", "info")
+            .env("A2A_BACKUP_DIR", data_dir.join("backup"))
+            .env("A2A_BACKUP_INTERVAL", "off")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

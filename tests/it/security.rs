@@ -356,7 +356,7 @@ async fn authorization_matrix_across_surfaces_and_roles() {
             && !alice_tools.contains(&"get_audit_log".into())
     );
     let (_, v) = mcp(&th.mcp_url(), Some(&admin_k), "tools/list", json!({})).await;
-    assert_eq!(names(&v).len(), 24, "admins see every tool");
+    assert_eq!(names(&v).len(), 26, "admins see every tool");
     assert!(is_forbidden(
         &tool(
             &th,

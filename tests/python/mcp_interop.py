@@ -25,7 +25,8 @@ CORE_TOOLS = [
     "handoff", "cancel", "get_status", "deploy_agent", "update_agent", "enable_agent",
     "disable_agent", "remove_agent", "get_stats", "grant_permission", "request_permission",
     "approve_permission", "revoke_permission", "get_permissions", "create_api_key",
-    "list_api_keys", "revoke_api_key", "get_audit_log", "agent_control",
+    "list_api_keys", "revoke_api_key", "get_audit_log", "create_backup", "list_backups",
+    "agent_control",
 ]
 
 

@@ -1,0 +1,264 @@
+//! `a2a-mcp backup create|list|verify|restore|prune`.
+//!
+//! `create` works offline against a stopped store, or — when a running server holds the
+//! store — asks that server to take the snapshot through its admin API (`--url`, `--token`).
+//! `list`, `verify` and `prune` only read or delete files and are safe while a server runs.
+//! `restore` refuses while a server holds the store.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Subcommand;
+
+use super::Exit;
+use super::admin::{Remote, call};
+use crate::backup::{self, restore::RestoreOptions};
+use crate::config::Config;
+use crate::model::now_ms;
+use crate::store::{self, StoreError};
+
+#[derive(Subcommand, Debug)]
+pub enum BackupCommand {
+    /// Take a consistent snapshot (through the running server's admin API if one holds the store).
+    Create {
+        /// Directory for the snapshot (offline only; a running server uses A2A_BACKUP_DIR).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// List snapshots with time, size, counts and whether each verifies.
+    List {
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Check a snapshot's checksum and decode every record.
+    Verify { file: PathBuf },
+    /// Replace the configured store with a snapshot (the server must be stopped).
+    Restore {
+        file: PathBuf,
+        /// Restore even if the current store cannot be opened (the server must be stopped).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Delete snapshots older than the retention, never the newest one.
+    Prune {
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Days to keep (default A2A_BACKUP_RETENTION_DAYS, 30).
+        #[arg(long)]
+        retention_days: Option<u64>,
+        /// Only show what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+fn print_counts(counts: &std::collections::BTreeMap<String, u64>) -> String {
+    counts
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+pub async fn run(config: Config, cmd: BackupCommand) -> Exit {
+    match cmd {
+        BackupCommand::Create { dir, remote } => create(config, dir, remote).await,
+        BackupCommand::List { dir } => {
+            let dir = dir.unwrap_or(config.backup_dir.clone());
+            let listed = tokio::task::spawn_blocking(move || -> Result<Vec<String>, String> {
+                let items = backup::list(&dir).map_err(|e| e.to_string())?;
+                Ok(items
+                    .into_iter()
+                    .map(|item| match item {
+                        Ok(s) => {
+                            let verified = match backup::verify(&s.path) {
+                                Ok(_) => "verified".to_string(),
+                                Err(e) => format!("DAMAGED: {e}"),
+                            };
+                            format!(
+                                "{}  {}  {:>10} bytes  {}  {}",
+                                s.manifest.created_at,
+                                s.path.display(),
+                                s.size,
+                                print_counts(&s.manifest.counts),
+                                verified
+                            )
+                        }
+                        Err((path, e)) => format!("{}  DAMAGED: {e}", path.display()),
+                    })
+                    .collect())
+            })
+            .await;
+            match listed {
+                Ok(Ok(lines)) => {
+                    if lines.is_empty() {
+                        eprintln!("no snapshots");
+                    }
+                    for l in lines {
+                        println!("{l}");
+                    }
+                    Exit::Ok
+                }
+                Ok(Err(e)) => Exit::Failed(e),
+                Err(e) => Exit::Failed(e.to_string()),
+            }
+        }
+        BackupCommand::Verify { file } => {
+            let shown = file.display().to_string();
+            match tokio::task::spawn_blocking(move || backup::verify(&file)).await {
+                Ok(Ok(m)) => {
+                    println!(
+                        "{shown}: ok ({} records: {}; created {} from {} by a2a-mcp {})",
+                        m.records,
+                        print_counts(&m.counts),
+                        m.created_at,
+                        m.source_backend,
+                        m.product_version
+                    );
+                    Exit::Ok
+                }
+                Ok(Err(e)) => Exit::Failed(format!("verification failed: {e}")),
+                Err(e) => Exit::Failed(e.to_string()),
+            }
+        }
+        BackupCommand::Restore { file, force } => {
+            let opts = RestoreOptions {
+                force,
+                fail_after: None,
+            };
+            let cfg = config.clone();
+            match tokio::task::spawn_blocking(move || backup::restore::restore(&cfg, &file, &opts))
+                .await
+            {
+                Ok(Ok(s)) => {
+                    println!(
+                        "restored {} records ({}) into the {} store in {} ms",
+                        s.manifest.records,
+                        print_counts(&s.counts),
+                        store_name(&config),
+                        s.duration_ms
+                    );
+                    if let Some(p) = s.previous {
+                        println!("the previous store is kept as {}", p.display());
+                    }
+                    Exit::Ok
+                }
+                Ok(Err(e)) => Exit::Failed(format!(
+                    "restore refused or failed, the current store is unchanged: {e}"
+                )),
+                Err(e) => Exit::Failed(e.to_string()),
+            }
+        }
+        BackupCommand::Prune {
+            dir,
+            retention_days,
+            dry_run,
+        } => {
+            let dir = dir.unwrap_or(config.backup_dir.clone());
+            let days = retention_days.unwrap_or(config.backup_retention_days);
+            match tokio::task::spawn_blocking(move || backup::prune(&dir, days, now_ms(), dry_run))
+                .await
+            {
+                Ok(Ok(gone)) => {
+                    for p in &gone {
+                        println!(
+                            "{}{}",
+                            if dry_run { "would delete " } else { "deleted " },
+                            p.display()
+                        );
+                    }
+                    eprintln!(
+                        "{} snapshot(s) older than {days} days {}",
+                        gone.len(),
+                        if dry_run {
+                            "would be deleted"
+                        } else {
+                            "deleted"
+                        }
+                    );
+                    Exit::Ok
+                }
+                Ok(Err(e)) => Exit::Failed(e.to_string()),
+                Err(e) => Exit::Failed(e.to_string()),
+            }
+        }
+    }
+}
+
+fn store_name(config: &Config) -> &'static str {
+    match config.store {
+        crate::config::StoreKind::Redb => "redb",
+    }
+}
+
+async fn create(config: Config, dir: Option<PathBuf>, remote: Remote) -> Exit {
+    let started = Instant::now();
+    match store::open(&config) {
+        Ok(st) => {
+            let dir = dir.unwrap_or(config.backup_dir.clone());
+            let made = tokio::task::spawn_blocking(move || {
+                let schema = st.schema_version();
+                let r = backup::create(&st, schema, &dir, now_ms(), &mut |n| {
+                    eprintln!("  {n} records written");
+                });
+                let _ = tokio::runtime::Handle::current().block_on(st.close());
+                r
+            })
+            .await;
+            match made {
+                Ok(Ok(info)) => {
+                    println!("{}", info.path.display());
+                    eprintln!(
+                        "snapshot: {} bytes, {} records ({}), {} ms",
+                        info.size,
+                        info.manifest.records,
+                        print_counts(&info.manifest.counts),
+                        started.elapsed().as_millis()
+                    );
+                    Exit::Ok
+                }
+                Ok(Err(e)) => Exit::Failed(format!("backup failed: {e}")),
+                Err(e) => Exit::Failed(e.to_string()),
+            }
+        }
+        Err(StoreError::Locked(_)) => {
+            if dir.is_some() {
+                return Exit::Usage(
+                    "a running server writes snapshots into its own A2A_BACKUP_DIR; --dir applies only to a stopped store".into(),
+                );
+            }
+            let base = remote.url.clone().unwrap_or_else(|| {
+                let host = if config.stream_host.is_unspecified() {
+                    "127.0.0.1".to_string()
+                } else {
+                    config.stream_host.to_string()
+                };
+                format!("http://{host}:{}", config.stream_port)
+            });
+            eprintln!("the store is held by a running server; asking it for a snapshot at {base}");
+            match call(
+                http::Method::POST,
+                format!("{base}/api/v1/admin/backups"),
+                remote.token.as_deref(),
+                None,
+            )
+            .await
+            {
+                Ok(v) => {
+                    println!("{}", v["path"].as_str().unwrap_or(""));
+                    eprintln!(
+                        "snapshot: {} bytes, {} records, {} ms",
+                        v["sizeBytes"],
+                        v["records"],
+                        started.elapsed().as_millis()
+                    );
+                    Exit::Ok
+                }
+                Err(e) => Exit::Failed(format!("backup failed: {e}")),
+            }
+        }
+        Err(e) => Exit::Failed(format!("cannot open the store: {e}")),
+    }
+}

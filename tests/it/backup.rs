@@ -1,0 +1,444 @@
+//! Backup and restore: consistent online snapshots, verification, restore with a switch that
+//! keeps the old store on failure, retention, the schedule, and the CLI.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use a2a_mcp::backup;
+use a2a_mcp::model::{EventKind, Principal, RequestState, Role};
+use a2a_mcp::store::{DynStore, Record};
+use serde_json::json;
+
+use super::harness::*;
+
+fn admin() -> Principal {
+    Principal::new("local", Role::Admin)
+}
+
+fn records_of(path: &Path) -> Vec<Record> {
+    let mut out = Vec::new();
+    backup::read(path, &mut |r| {
+        out.push(r);
+        Ok(())
+    })
+    .unwrap();
+    out
+}
+
+async fn export_all(store: &DynStore) -> Vec<Record> {
+    let mut out = Vec::new();
+    store
+        .export(&mut |r| {
+            out.push(r);
+            Ok(())
+        })
+        .await
+        .unwrap();
+    out
+}
+
+/// The snapshot is a point-in-time view: every request's events are gap-free from 1, a
+/// terminal request ends with its terminal event, and no event lacks its request.
+fn assert_consistent(records: &[Record]) {
+    use std::collections::HashMap;
+    let mut requests = HashMap::new();
+    let mut events: HashMap<String, Vec<(u64, EventKind)>> = HashMap::new();
+    for r in records {
+        match r {
+            Record::Request(req) => {
+                requests.insert(req.id.clone(), req.state);
+            }
+            Record::Event(e) => events
+                .entry(e.request_id.clone())
+                .or_default()
+                .push((e.seq, e.kind.clone())),
+            _ => {}
+        }
+    }
+    for (id, evs) in &events {
+        let state = requests
+            .get(id)
+            .unwrap_or_else(|| panic!("event of unknown request {id}"));
+        for (i, (seq, _)) in evs.iter().enumerate() {
+            assert_eq!(*seq, i as u64 + 1, "gap in {id}");
+        }
+        if state.is_terminal() {
+            assert!(
+                evs.last().unwrap().1.is_terminal(),
+                "{id} is {state:?} without its terminal event"
+            );
+        } else {
+            assert!(
+                !evs.iter().any(|(_, k)| k.is_terminal()),
+                "{id} is {state:?} but has a terminal event"
+            );
+        }
+    }
+    for (id, state) in &requests {
+        if matches!(state, RequestState::Done | RequestState::Error) {
+            assert!(
+                events.contains_key(id),
+                "terminal request {id} without events"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_under_load_is_consistent_and_restores_field_by_field() {
+    let th = TestHub::start().await;
+    // Agents, sessions, requests with events, idempotency keys, grants, keys.
+    let (s, _) = post(
+        &th.rest("/agents"),
+        json!({"id": "other", "capabilities": [{"name": "chat"}],
+        "executor": {"kind": "builtin", "name": "echo"}}),
+    )
+    .await;
+    assert_eq!(s, 201);
+    let (_, sess) = post(&th.rest("/sessions"), json!({"metadata": {"k": "v"}})).await;
+    let sid = sess["sessionId"].as_str().unwrap().to_string();
+    for i in 0..20 {
+        let (s, _) = post(
+            &th.rest("/agents/echo/invoke"),
+            json!({"input": echo_input(&format!("r{i}"), 3, 0),
+            "sessionId": sid, "idempotencyKey": format!("k{i}"), "wait": true}),
+        )
+        .await;
+        assert_eq!(s, 200);
+    }
+    th.hub
+        .grant_permission(&admin(), "other", "agent:invoke:echo", true, None)
+        .await
+        .unwrap();
+    th.hub
+        .create_key(&admin(), Role::Invoker, "k", None)
+        .await
+        .unwrap();
+    // Keep invoking while the snapshot is taken.
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let stop = stop.clone();
+        let url = th.rest("/agents/echo/invoke");
+        tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                post(&url, json!({"input": echo_input("load", 4, 1)})).await;
+                n += 1;
+            }
+            n
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let info = th.hub.create_backup(&admin()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, Ordering::Relaxed);
+    assert!(load.await.unwrap() > 5, "the load ran during the snapshot");
+    let manifest = backup::verify(&info.path).unwrap();
+    assert_eq!(manifest.source_backend, "redb");
+    for kind in [
+        "agents",
+        "sessions",
+        "requests",
+        "events",
+        "idempotency_keys",
+        "grants",
+        "api_keys",
+        "audit",
+    ] {
+        assert!(
+            manifest.counts.get(kind).copied().unwrap_or(0) > 0,
+            "{kind} in {:?}",
+            manifest.counts
+        );
+    }
+    let snap = records_of(&info.path);
+    assert_consistent(&snap);
+
+    // Restore into a fresh store: everything present at snapshot time is equal.
+    let dir = tempfile::tempdir().unwrap();
+    let fresh: DynStore =
+        Arc::new(a2a_mcp::store::redb::RedbStore::open(&dir.path().join("r.redb")).unwrap());
+    let path = info.path.clone();
+    let target = fresh.clone();
+    tokio::task::spawn_blocking(move || backup::restore::write_records(&path, &target, None))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(export_all(&fresh).await, snap);
+    th.stop().await;
+}
+
+fn cli(dir: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir)
+        .arg("--catalog-dir")
+        .arg(repo_dir().join("data/catalog"))
+        .args(args)
+        .env("A2A_BACKUP_DIR", dir.join("backup"))
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_round_trip_and_refusals() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = TestBinary::serve(dir.path(), &[]).await;
+    let (_, v) = post(
+        &b.rest("/agents/echo/invoke"),
+        json!({"input": echo_input("before", 2, 0), "wait": true}),
+    )
+    .await;
+    let before = v["requestId"].as_str().unwrap().to_string();
+    // With the server running: create goes through its admin API; restore is refused.
+    let out = cli(
+        dir.path(),
+        &["backup", "create", "--url", &format!("http://{}", b.api)],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let online_snap = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(online_snap.ends_with(".a2asnap"), "{online_snap}");
+    let out = cli(dir.path(), &["backup", "restore", &online_snap]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("in use by a running server"));
+    // The REST API lists it, verified.
+    let (s, v) = get(&b.rest("/admin/backups?verify=true")).await;
+    assert_eq!(s, 200);
+    assert_eq!(v["backups"][0]["verified"], true, "{v}");
+    assert!(b.sigterm_and_wait().await.success());
+
+    // Offline: create, list (verified), change the store, restore, the change is gone.
+    let snaps = dir.path().join("snaps");
+    let out = cli(
+        dir.path(),
+        &["backup", "create", "--dir", &snaps.display().to_string()],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let snap = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("records") && err.contains("ms"), "{err}");
+    let out = cli(
+        dir.path(),
+        &["backup", "list", "--dir", &snaps.display().to_string()],
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("verified"));
+    let b = TestBinary::serve(dir.path(), &[]).await;
+    let (_, v) = post(
+        &b.rest("/agents/echo/invoke"),
+        json!({"input": echo_input("after", 2, 0), "wait": true}),
+    )
+    .await;
+    let after = v["requestId"].as_str().unwrap().to_string();
+    let mut b = b;
+    assert!(b.sigterm_and_wait().await.success());
+    let out = cli(dir.path(), &["backup", "restore", &snap]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("restored") && text.contains("pre-restore"),
+        "{text}"
+    );
+    let b = TestBinary::serve(dir.path(), &[]).await;
+    assert_eq!(get(&b.rest(&format!("/requests/{before}"))).await.0, 200);
+    assert_eq!(
+        get(&b.rest(&format!("/requests/{after}"))).await.0,
+        404,
+        "later changes are gone"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_snapshots_fail_verify_and_restore_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = TestBinary::serve(dir.path(), &[]).await;
+    let (_, v) = post(
+        &b.rest("/agents/echo/invoke"),
+        json!({"input": echo_input("keep me", 2, 0), "wait": true}),
+    )
+    .await;
+    let id = v["requestId"].as_str().unwrap().to_string();
+    assert!(b.sigterm_and_wait().await.success());
+    let out = cli(dir.path(), &["backup", "create"]);
+    let snap = std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let bytes = std::fs::read(&snap).unwrap();
+    let truncated = dir.path().join("truncated.a2asnap");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let flipped = dir.path().join("flipped.a2asnap");
+    let mut f = bytes.clone();
+    f[bytes.len() / 3] ^= 0x40;
+    std::fs::write(&flipped, &f).unwrap();
+    let wrong_version = dir.path().join("future.a2asnap");
+    let mut fv = bytes.clone();
+    let pos = fv
+        .windows(17)
+        .position(|w| w == b"\"formatVersion\":1")
+        .unwrap();
+    fv[pos + 16] = b'9';
+    std::fs::write(&wrong_version, &fv).unwrap();
+    for (bad, needle) in [
+        (&truncated, "truncated"),
+        (&flipped, "damaged"),
+        (&wrong_version, "newer"),
+    ] {
+        let out = cli(
+            dir.path(),
+            &["backup", "verify", &bad.display().to_string()],
+        );
+        assert_ne!(out.status.code(), Some(0), "{bad:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{bad:?}: {err}");
+        let out = cli(
+            dir.path(),
+            &["backup", "restore", &bad.display().to_string()],
+        );
+        assert_ne!(out.status.code(), Some(0));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("unchanged"));
+    }
+    let out = cli(
+        dir.path(),
+        &["backup", "verify", &snap.display().to_string()],
+    );
+    assert!(out.status.success());
+    // The store is untouched.
+    let b = TestBinary::serve(dir.path(), &[]).await;
+    let (s, v) = get(&b.rest(&format!("/requests/{id}"))).await;
+    assert_eq!((s, v["status"].as_str()), (200, Some("done")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_restore_leaves_the_previous_store_working() {
+    let th = TestHub::start().await;
+    let id = invoke(&th, "echo", echo_input("precious", 2, 0)).await;
+    wait_status(&th, &id, "done").await;
+    let info = th.hub.create_backup(&admin()).await.unwrap();
+    let config = (*th.config).clone();
+    let dir = th.stop().await;
+    let snap = info.path.clone();
+    let cfg = config.clone();
+    let r = tokio::task::spawn_blocking(move || {
+        backup::restore::restore(
+            &cfg,
+            &snap,
+            &backup::restore::RestoreOptions {
+                force: false,
+                fail_after: Some(5),
+            },
+        )
+    })
+    .await
+    .unwrap();
+    assert!(r.is_err(), "the injected failure surfaces");
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(".restore-"))
+        .collect();
+    assert!(leftovers.is_empty(), "the half-written store is removed");
+    let th = TestHub::start_in(dir, &[]).await;
+    let (s, v) = get(&th.rest(&format!("/requests/{id}"))).await;
+    assert_eq!((s, v["status"].as_str()), (200, Some("done")));
+    th.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_deletes_only_old_snapshots_and_keeps_the_newest() {
+    let th = TestHub::start().await;
+    let store = {
+        // A small store to snapshot repeatedly with chosen timestamps.
+        let dir = tempfile::tempdir().unwrap();
+        let s: DynStore =
+            Arc::new(a2a_mcp::store::redb::RedbStore::open(&dir.path().join("p.redb")).unwrap());
+        (s, dir)
+    };
+    let snaps = tempfile::tempdir().unwrap();
+    let day = 86_400_000i64;
+    let now = a2a_mcp::model::now_ms();
+    for age in [45, 40, 31, 29, 10, 1] {
+        let (s, d) = (store.0.clone(), snaps.path().to_path_buf());
+        tokio::task::spawn_blocking(move || {
+            backup::create(&s, 1, &d, now - age * day, &mut |_| {})
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    }
+    let dry = backup::prune(snaps.path(), 30, now, true).unwrap();
+    assert_eq!(dry.len(), 3);
+    assert_eq!(
+        std::fs::read_dir(snaps.path()).unwrap().count(),
+        6,
+        "dry run deletes nothing"
+    );
+    let gone = backup::prune(snaps.path(), 30, now, false).unwrap();
+    assert_eq!(gone.len(), 3);
+    let left: Vec<i64> = backup::list(snaps.path())
+        .unwrap()
+        .into_iter()
+        .flatten()
+        .map(|s| (now - s.manifest.created_at_ms) / day)
+        .collect();
+    assert_eq!(left, vec![29, 10, 1]);
+    // When every snapshot is old, the newest still stays.
+    let gone = backup::prune(snaps.path(), 0, now + 100 * day, false).unwrap();
+    assert_eq!(gone.len(), 2);
+    assert_eq!(backup::list(snaps.path()).unwrap().len(), 1);
+    th.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_backups_run_and_update_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = TestBinary::serve(
+        dir.path(),
+        &[
+            ("A2A_BACKUP_INTERVAL", "1s"),
+            ("A2A_BACKUP_RETENTION_DAYS", "30"),
+        ],
+    )
+    .await;
+    let ops = |p: &str| format!("http://{}{p}", b.ops);
+    let mut snapshots = 0;
+    for _ in 0..100 {
+        snapshots = backup::list(&dir.path().join("backup")).unwrap().len();
+        if snapshots >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        snapshots >= 2,
+        "two scheduled snapshots within 10 s: {snapshots}"
+    );
+    let (_, text, _) = http_raw("GET", &ops("/metrics"), vec![], &[]).await;
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0.0)
+    };
+    assert!(value("a2a_backup_last_success_timestamp_seconds") > 1.7e9);
+    assert!(value("a2a_backup_last_size_bytes") > 0.0);
+    let (_, status) = get(&ops("/api/agent?action=status")).await;
+    let w = status["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["name"] == "backup-scheduler")
+        .unwrap()
+        .clone();
+    assert!(w["runs"].as_u64().unwrap() >= 2, "{w}");
+}
