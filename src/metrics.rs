@@ -335,7 +335,24 @@ pub fn init() {
     for status in ["done", "error", "canceled"] {
         REQUESTS_FINISHED.with_label_values(&["echo", status]);
     }
+    REQUESTS_CREATED.with_label_values(&["echo"]);
+    for kind in ["start", "chunk", "final", "error", "canceled"] {
+        STREAM_EVENTS.with_label_values(&[kind]);
+    }
     STORE_ERRORS.with_label_values(&["redb"]);
+    for probe in ["healthz", "readyz"] {
+        for outcome in ["ok", "fail"] {
+            HEALTH_CHECKS.with_label_values(&[probe, outcome]);
+        }
+    }
+    for kind in ["request", "idempotency_key"] {
+        SWEPT.with_label_values(&[kind]);
+    }
+    for surface in ["mcp", "rest", "a2a", "stream"] {
+        for reason in ["missing", "invalid", "expired", "forbidden"] {
+            AUTH_FAILURES.with_label_values(&[surface, reason]);
+        }
+    }
     for surface in ["mcp", "rest", "a2a", "stream"] {
         RATE_LIMIT_HITS.with_label_values(&[surface, "anonymous"]);
     }
