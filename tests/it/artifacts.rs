@@ -1520,3 +1520,75 @@ fn validators_reject_known_bad_input() {
     let out = promtool(&["test", "rules"], &[&file]);
     assert!(!out.ok() && out.all().contains("FAILED"), "{out}");
 }
+
+// -------------------------------------------------------------------------------------------
+// Runbooks and the metrics reference
+
+const RUNBOOKS: &[&str] = &[
+    "docs/INCIDENT_RESPONSE.md",
+    "docs/TROUBLESHOOTING.md",
+    "docs/PERFORMANCE_TUNING.md",
+    "docs/SCALING_GUIDE.md",
+    "docs/DEPLOYMENT.md",
+    "docs/METRICS.md",
+];
+
+#[test]
+fn metrics_reference_lists_every_metric() {
+    let source = read("src/metrics.rs");
+    let doc = read("docs/METRICS.md");
+    let mut names = BTreeSet::new();
+    for (i, _) in source.match_indices("\"a2a_") {
+        let rest = &source[i + 1..];
+        let name = &rest[..rest.find('"').unwrap()];
+        if !name.ends_with('_')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
+            names.insert(name.to_string());
+        }
+    }
+    assert!(names.len() >= 30, "{names:?}");
+    for name in &names {
+        assert!(
+            doc.contains(&format!("| `{name}` |")),
+            "docs/METRICS.md has no row for {name}"
+        );
+    }
+}
+
+#[test]
+fn runbook_links_resolve() {
+    for file in RUNBOOKS {
+        let text = read(file);
+        // [text](TARGET) links to Markdown files in docs/, with or without #anchor.
+        for (i, _) in text.match_indices("](") {
+            let rest = &text[i + 2..];
+            let Some(end) = rest.find(')') else { continue };
+            let target = &rest[..end];
+            if target.starts_with("http") || !target.contains(".md") && !target.starts_with('#') {
+                continue;
+            }
+            let (path, anchor) = target.split_once('#').unwrap_or((target, ""));
+            let linked = if path.is_empty() {
+                file.to_string()
+            } else {
+                format!("docs/{path}")
+            };
+            let linked_text = std::fs::read_to_string(repo(&linked))
+                .unwrap_or_else(|e| panic!("{file}: link to {target}: {e}"));
+            if !anchor.is_empty() {
+                let anchors: BTreeSet<String> = linked_text
+                    .lines()
+                    .filter(|l| l.starts_with('#'))
+                    .map(|l| heading_anchor(l.trim_start_matches('#')))
+                    .collect();
+                assert!(
+                    anchors.contains(anchor),
+                    "{file}: {target}: no such heading in {linked}"
+                );
+            }
+        }
+    }
+}
