@@ -532,10 +532,10 @@ fn kubernetes_validate_strict_accepts_every_object() {
 }
 
 /// checkov on a rendered file: (passed, failed, skipped with their justifications).
-fn checkov(file: &Path) -> (u64, u64, Vec<(String, String)>, Out) {
+fn checkov(framework: &str, file: &Path) -> (u64, u64, Vec<(String, String)>, Out) {
     let out = run(
         Command::new(ops_tool("checkov"))
-            .args(["--framework", "kubernetes", "--skip-download", "--quiet"])
+            .args(["--framework", framework, "--skip-download", "--quiet"])
             .args(["--output", "json", "--file"])
             .arg(file)
             .current_dir(file.parent().unwrap())
@@ -571,11 +571,18 @@ fn checkov(file: &Path) -> (u64, u64, Vec<(String, String)>, Out) {
 }
 
 #[test]
+fn checkov_passes_the_dockerfile() {
+    let (passed, failed, skipped, out) = checkov("dockerfile", &repo("Dockerfile"));
+    assert_eq!(failed, 0, "checkov Dockerfile: {out}");
+    assert!(passed >= 20 && skipped.is_empty(), "{out}");
+}
+
+#[test]
 fn checkov_finds_no_failed_check_and_every_skip_is_justified() {
     let tmp = tempfile::tempdir().unwrap();
     for dir in ["k8s/base", "k8s/overlays/postgres"] {
         let file = write_temp(tmp.path(), "rendered.yaml", &kustomize(dir));
-        let (passed, failed, skipped, out) = checkov(&file);
+        let (passed, failed, skipped, out) = checkov("kubernetes", &file);
         let failures: Vec<String> = serde_json::from_str::<Value>(&out.stdout).unwrap()["results"]
             ["failed_checks"]
             .as_array()
@@ -1498,7 +1505,7 @@ fn validators_reject_known_bad_input() {
                spec:\n  containers:\n    - name: c\n      image: busybox\n      \
                securityContext:\n        privileged: true\n";
     let file = write_temp(tmp.path(), "pod.yaml", pod);
-    let (_, failed, _, out) = checkov(&file);
+    let (_, failed, _, out) = checkov("kubernetes", &file);
     assert!(failed >= 5, "checkov passed a privileged pod: {out}");
 
     // promtool: a broken expression, and a unit test that expects the wrong alert.
