@@ -10,6 +10,7 @@
 #                         service, no user), so only the binary lands in .tools/
 #   python                the venv's Python with PyYAML (tests turn YAML into JSON with it)
 #   systemd-analyze       the machine's systemd (Debian), installed with apt-get if missing
+#   systemd-nspawn + a Debian root   systemd-container and debootstrap (apt), for the boot test
 #
 # Idempotent: a stamp file per component records the pinned version; a changed pin reinstalls.
 # Called from scripts/test-tools.sh; safe to run alone.
@@ -86,3 +87,22 @@ if ! command -v systemd-analyze >/dev/null 2>&1; then
   apt-get install -y -qq systemd >/dev/null || { apt-get update -qq && apt-get install -y -qq systemd >/dev/null; }
 fi
 link "$(command -v systemd-analyze)" systemd-analyze
+
+# A minimal Debian root for the boot test of the unit (tests/it/artifacts.rs boots it with
+# `systemd-nspawn -b`, the unit bind-mounted in, a volatile overlay on top so the root stays
+# clean). systemd-container is pinned to the machine's systemd version; the root is Debian
+# bookworm's minimal base plus systemd, from the machine's apt archive.
+NSPAWN_ROOT_PIN="bookworm minbase +systemd,systemd-sysv,dbus"
+if ! command -v systemd-nspawn >/dev/null 2>&1 || ! command -v debootstrap >/dev/null 2>&1; then
+  sysv="$(dpkg-query -W -f='${Version}' systemd)"
+  echo "ops-tools: installing systemd-container=$sysv and debootstrap with apt-get" >&2
+  apt-get install -y -qq "systemd-container=$sysv" debootstrap >/dev/null ||
+    { apt-get update -qq && apt-get install -y -qq "systemd-container=$sysv" debootstrap >/dev/null; }
+fi
+if ! stamp_ok ops-nspawn-root "$NSPAWN_ROOT_PIN" || [ ! -e "$OPS/nspawn-root/lib/systemd/systemd" ]; then
+  echo "ops-tools: building the Debian root for the boot test (debootstrap, a few minutes)" >&2
+  rm -rf "$OPS/nspawn-root"
+  debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus bookworm "$OPS/nspawn-root" >/dev/null
+  echo "$NSPAWN_ROOT_PIN" > "$TOOLS/ops-nspawn-root.stamp"
+fi
+link "$(command -v systemd-nspawn)" systemd-nspawn

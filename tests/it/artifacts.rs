@@ -1,8 +1,9 @@
 //! The operations artifacts, each checked by a real validator and by what no validator knows.
 //!
 //! - systemd/: `systemd-analyze verify` (silent) and `security --offline=true` (exposure at
-//!   most 2.0) on the unit, `systemd-sysusers` on the user entry, the environment file accepted
-//!   by the real binary's `check-config`.
+//!   most 2.0) on the unit as `make install` lays it out, `systemd-sysusers` on the user entry,
+//!   the environment file accepted by the real binary's `check-config`, and a boot of a minimal
+//!   Debian root with `systemd-nspawn -b` in which the real unit serves `/healthz`.
 //! - Dockerfile: hadolint.
 //! - k8s/ and monitoring/: `kubectl kustomize` (base, Postgres overlay, monitoring),
 //!   `kubernetes-validate --strict`, checkov (no failed check; every skip justified), and the
@@ -223,9 +224,8 @@ fn systemd_exposure(unit_text: &str) -> (f64, Out) {
         .unwrap_or_else(|| panic!("no exposure line: {out}"))
         .to_string();
     let score = line
-        .rsplit(':')
-        .next()
-        .and_then(|rest| rest.split_whitespace().next())
+        .split_once("a2a-mcp.service:")
+        .and_then(|(_, rest)| rest.split_whitespace().next())
         .and_then(|s| s.parse::<f64>().ok())
         .unwrap_or_else(|| panic!("cannot read the score in {line:?}"));
     (score, out)
@@ -290,6 +290,104 @@ fn systemd_unit_installs_and_verifies_without_a_word() {
     assert!(root.path().join("etc/a2a-mcp/a2a-mcp.env").exists());
     assert!(root.path().join("etc/a2a-mcp/catalog/echo.toml").exists());
     assert!(root.path().join("usr/local/bin/a2a-mcp").exists());
+}
+
+/// Boots a minimal Debian root (scripts/ops-tools.sh builds it) with `systemd-nspawn -b`, the
+/// unit, binary, config and user installed by `make install` bind-mounted in, and a probe unit
+/// (systemd/boot-test/) that checks the running service from inside: the real systemd applies
+/// the whole sandbox (user, namespaces, syscall filter) to the real binary.
+#[test]
+fn systemd_unit_boots_in_a_container_and_serves_healthz() {
+    let root = tools_dir().join("ops/nspawn-root");
+    assert!(
+        root.join("lib/systemd/systemd").exists(),
+        "{} is missing: run scripts/ops-tools.sh",
+        root.display()
+    );
+    let stage = tempfile::tempdir().unwrap();
+    let out = run(
+        Command::new("make")
+            .current_dir(repo_dir())
+            .arg("-s")
+            .arg("install")
+            .arg(format!("DESTDIR={}", stage.path().display()))
+            .arg(format!("BIN={BIN}")),
+        None,
+    );
+    assert!(out.ok(), "make install: {out}");
+    let probe = tempfile::tempdir().unwrap();
+    let s = stage.path().display().to_string();
+    let binds = [
+        format!("--bind-ro={s}/usr/local/bin/a2a-mcp:/usr/local/bin/a2a-mcp"),
+        format!(
+            "--bind-ro={s}/etc/systemd/system/a2a-mcp.service:/etc/systemd/system/a2a-mcp.service"
+        ),
+        format!("--bind-ro={s}/usr/lib/sysusers.d/a2a-mcp.conf:/usr/lib/sysusers.d/a2a-mcp.conf"),
+        format!("--bind-ro={s}/etc/a2a-mcp:/etc/a2a-mcp"),
+        format!(
+            "--bind-ro={}:/etc/systemd/system/a2a-probe.service",
+            repo("systemd/boot-test/a2a-probe.service").display()
+        ),
+        format!(
+            "--bind-ro={}:/a2a-probe.sh",
+            repo("systemd/boot-test/a2a-probe.sh").display()
+        ),
+        format!("--bind={}:/probe", probe.path().display()),
+    ];
+    // No systemd on the host to register with; a private network so the container's ports
+    // cannot collide with anything; a volatile overlay keeps the root clean.
+    let out = run(
+        Command::new("timeout")
+            .arg("120")
+            .arg(ops_tool("systemd-nspawn"))
+            .args([
+                "-q",
+                "-b",
+                "--register=no",
+                "--keep-unit",
+                "--private-network",
+            ])
+            .arg("--volatile=overlay")
+            .arg("-D")
+            .arg(&root)
+            .args(&binds)
+            .arg("systemd.wants=a2a-probe.service"),
+        None,
+    );
+    let seen = |name: &str| std::fs::read_to_string(probe.path().join(name)).unwrap_or_default();
+    assert!(
+        out.ok(),
+        "systemd-nspawn -b: {out}\njournal of a2a-mcp:\n{}",
+        seen("journal")
+    );
+    let healthz = seen("healthz");
+    assert!(
+        healthz.starts_with("HTTP/1.0 200") && healthz.contains("\"ok\":true"),
+        "/healthz inside the container: {healthz:?}\njournal:\n{}",
+        seen("journal")
+    );
+    assert_eq!(seen("user").trim(), "a2a-mcp");
+    assert!(
+        seen("state").contains("SubState=running"),
+        "{}",
+        seen("state")
+    );
+    let stop = seen("stop");
+    assert!(
+        stop.contains("Result=success") && stop.contains("ExecMainStatus=0"),
+        "graceful stop: {stop}\n{}",
+        seen("journal")
+    );
+    // The live score, with systemd itself evaluating the running unit.
+    let security = seen("security");
+    let score: f64 = security
+        .lines()
+        .find(|l| l.contains("Overall exposure level for a2a-mcp.service:"))
+        .and_then(|l| l.split_once("a2a-mcp.service:"))
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no live exposure: {security}"));
+    assert!(score <= 2.0, "live exposure {score}: {security}");
 }
 
 #[test]
