@@ -30,3 +30,6 @@ if ! stamp_ok node "$NODE_PIN $CONFORMANCE_PIN"; then
   (cd "$TOOLS/conformance" && npm init -y >/dev/null && npm install --silent --no-audit --no-fund "$CONFORMANCE_PIN" >/dev/null)
   echo "$NODE_PIN $CONFORMANCE_PIN" > "$TOOLS/node.stamp"
 fi
+
+# Validators of the operations artifacts (systemd, Kubernetes, monitoring, Dockerfile).
+scripts/ops-tools.sh

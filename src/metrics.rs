@@ -209,6 +209,13 @@ pub static PROCESS_RESIDENT: LazyLock<IntGauge> = LazyLock::new(|| {
     )
 });
 
+pub static MEMORY_LIMIT: LazyLock<IntGauge> = LazyLock::new(|| {
+    gauge(
+        "a2a_memory_limit_bytes",
+        "Memory limit of the process's cgroup (container limit, systemd MemoryMax=); 0 when unlimited.",
+    )
+});
+
 pub static PROCESS_CPU: LazyLock<prometheus::Gauge> = LazyLock::new(|| {
     reg(prometheus::Gauge::new(
         "a2a_process_cpu_seconds",
@@ -312,6 +319,7 @@ pub fn init() {
     LazyLock::force(&HEALTH_CHECKS);
     LazyLock::force(&SWEPT);
     LazyLock::force(&PROCESS_RESIDENT);
+    LazyLock::force(&MEMORY_LIMIT);
     LazyLock::force(&PROCESS_CPU);
     LazyLock::force(&PROCESS_OPEN_FDS);
     LazyLock::force(&UPTIME);
@@ -327,7 +335,24 @@ pub fn init() {
     for status in ["done", "error", "canceled"] {
         REQUESTS_FINISHED.with_label_values(&["echo", status]);
     }
+    REQUESTS_CREATED.with_label_values(&["echo"]);
+    for kind in ["start", "chunk", "final", "error", "canceled"] {
+        STREAM_EVENTS.with_label_values(&[kind]);
+    }
     STORE_ERRORS.with_label_values(&["redb"]);
+    for probe in ["healthz", "readyz"] {
+        for outcome in ["ok", "fail"] {
+            HEALTH_CHECKS.with_label_values(&[probe, outcome]);
+        }
+    }
+    for kind in ["request", "idempotency_key"] {
+        SWEPT.with_label_values(&[kind]);
+    }
+    for surface in ["mcp", "rest", "a2a", "stream"] {
+        for reason in ["missing", "invalid", "expired", "forbidden"] {
+            AUTH_FAILURES.with_label_values(&[surface, reason]);
+        }
+    }
     for surface in ["mcp", "rest", "a2a", "stream"] {
         RATE_LIMIT_HITS.with_label_values(&[surface, "anonymous"]);
     }
@@ -358,11 +383,54 @@ pub fn refresh_process() {
             PROCESS_CPU.set((u + s) / clock_ticks());
         }
     }
+    MEMORY_LIMIT.set(cgroup_memory_limit().unwrap_or(0));
     if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
         PROCESS_OPEN_FDS.set(dir.count() as i64);
     }
     let start = START_TIME.get();
     UPTIME.set((crate::model::now_ms() as f64 / 1000.0 - start as f64).max(0.0));
+}
+
+/// The tightest memory limit on the way from this process's cgroup up to the root, cgroup v2
+/// (`memory.max`) or v1 (`memory.limit_in_bytes`); `None` when nothing limits it. Inside a
+/// container the cgroup path may name a host path that is not mounted: missing levels are
+/// skipped, and the container's own limit is found at its mount root.
+fn cgroup_memory_limit() -> Option<i64> {
+    let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let root = std::path::Path::new("/sys/fs/cgroup");
+    let mut limit: Option<i64> = None;
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(id), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let (base, file) = if id == "0" && controllers.is_empty() {
+            (root.to_path_buf(), "memory.max")
+        } else if controllers.split(',').any(|c| c == "memory") {
+            (root.join("memory"), "memory.limit_in_bytes")
+        } else {
+            continue;
+        };
+        let mut dir = std::path::PathBuf::from(path.trim_start_matches('/'));
+        loop {
+            if let Ok(v) = std::fs::read_to_string(base.join(&dir).join(file))
+                && let Some(v) = parse_memory_limit(&v)
+            {
+                limit = Some(limit.map_or(v, |l| l.min(v)));
+            }
+            if !dir.pop() {
+                break;
+            }
+        }
+    }
+    limit
+}
+
+/// `max` (v2) and the v1 "unlimited" value (close to i64::MAX) mean no limit.
+fn parse_memory_limit(text: &str) -> Option<i64> {
+    let v: u64 = text.trim().parse().ok()?;
+    (v < (1u64 << 62)).then_some(v as i64)
 }
 
 fn page_size() -> i64 {
@@ -405,5 +473,16 @@ mod tests {
         }
         assert!(text.contains("a2a_build_info"));
         assert!(text.contains("a2a_queue_length"));
+        assert!(text.contains("a2a_memory_limit_bytes"));
+    }
+
+    #[test]
+    fn memory_limits_parse() {
+        assert_eq!(super::parse_memory_limit("536870912\n"), Some(536_870_912));
+        assert_eq!(super::parse_memory_limit("max\n"), None);
+        assert_eq!(super::parse_memory_limit("9223372036854771712"), None);
+        assert_eq!(super::parse_memory_limit(""), None);
+        // Whatever this machine's cgroups say, reading them must not fail or go negative.
+        assert!(super::cgroup_memory_limit().unwrap_or(0) >= 0);
     }
 }

@@ -1,3 +1,4 @@
+pub mod artifacts;
 pub mod backup;
 pub mod bad_input;
 pub mod binary;
