@@ -214,6 +214,14 @@ pub const SETTINGS: &[Setting] = &[
        "How often `serve` takes a snapshot (e.g. `6h`, `1d`), or `off`. The next one is due this long after the newest snapshot in the directory."),
     s!("backup_retention_days", ["A2A_BACKUP_RETENTION_DAYS"], "30",
        "Snapshots older than this many days are deleted after each successful scheduled backup (the newest is always kept)."),
+    s!("otel_endpoint", ["OTEL_EXPORTER_OTLP_ENDPOINT"], "",
+       "OTLP/HTTP collector base URL (e.g. `http://otel-collector:4318`); when set, traces are exported to `<url>/v1/traces`."),
+    s!("otel_protocol", ["OTEL_EXPORTER_OTLP_PROTOCOL"], "http/protobuf",
+       "OTLP encoding: `http/protobuf` or `http/json`."),
+    s!("otel_service_name", ["OTEL_SERVICE_NAME"], "a2a-mcp",
+       "`service.name` of exported spans."),
+    s!("otel_export_interval", ["A2A_OTEL_EXPORT_INTERVAL"], "5s",
+       "How often batched spans are exported."),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -281,6 +289,10 @@ pub struct Config {
     /// `None`: no scheduled backups.
     pub backup_interval: Option<Duration>,
     pub backup_retention_days: u64,
+    pub otel_endpoint: Option<String>,
+    pub otel_protocol: String,
+    pub otel_service_name: String,
+    pub otel_export_interval: Duration,
     pub max_streams_per_key: usize,
     pub audit_retention: Duration,
     pub agent_callbacks: bool,
@@ -530,6 +542,16 @@ impl Config {
                 _ => Some(raw.duration("backup_interval")?),
             },
             backup_retention_days: raw.parse("backup_retention_days", "a whole number of days")?,
+            otel_endpoint: raw.text("otel_endpoint"),
+            otel_protocol: match raw.get("otel_protocol").0.trim() {
+                "http/protobuf" | "" => "http/protobuf".to_string(),
+                "http/json" => "http/json".to_string(),
+                _ => return Err(raw.err("otel_protocol", "http/protobuf or http/json")),
+            },
+            otel_service_name: raw
+                .text("otel_service_name")
+                .unwrap_or_else(|| "a2a-mcp".into()),
+            otel_export_interval: raw.duration("otel_export_interval")?,
             max_streams_per_key: raw.positive("max_streams_per_key")?,
             audit_retention: raw.duration("audit_retention")?,
             agent_callbacks: raw.bool("agent_callbacks")?,

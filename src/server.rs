@@ -34,6 +34,7 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tower_service::Service;
+use tracing::Instrument;
 use warp::Filter;
 
 use crate::api::{self, ApiContext, mcp::McpServer};
@@ -238,6 +239,9 @@ async fn admit(
             ),
         );
         return Err(refusal(group, &e, Some(r.retry_after)));
+    }
+    if let Some(k) = &principal.key_id {
+        tracing::Span::current().record("key_id", k.as_str());
     }
     req.extensions_mut().insert(principal);
     Ok(())
@@ -513,8 +517,26 @@ async fn accept_loop(
     graceful.shutdown().await;
 }
 
-/// One HTTP request: admission (API listener), routing, security headers, metrics.
-async fn handle(shared: &Shared, mut req: http::Request<Incoming>, peer: SocketAddr) -> Resp {
+/// One HTTP request in its trace span (parented by an incoming `traceparent`).
+async fn handle(shared: &Shared, req: http::Request<Incoming>, peer: SocketAddr) -> Resp {
+    let span = tracing::info_span!(
+        "http.request",
+        otel.kind = "server",
+        http.method = %req.method(),
+        http.route = route_group(req.uri().path()),
+        http.status = tracing::field::Empty,
+        key_id = tracing::field::Empty,
+    );
+    crate::telemetry::extract(&span, req.headers());
+    let resp = handle_inner(shared, req, peer)
+        .instrument(span.clone())
+        .await;
+    span.record("http.status", resp.status().as_u16());
+    resp
+}
+
+/// Admission (API listener), routing, security headers, metrics.
+async fn handle_inner(shared: &Shared, mut req: http::Request<Incoming>, peer: SocketAddr) -> Resp {
     let started = Instant::now();
     req.extensions_mut().insert(PeerAddr(peer));
     let group = route_group(req.uri().path());

@@ -1061,8 +1061,8 @@ fn tool_result(outcome: HubResult<Value>) -> CallToolResult {
     }
 }
 
-impl ServerHandler for McpServer {
-    fn get_info(&self) -> ServerConfig {
+impl McpServer {
+    fn server_config(&self) -> ServerConfig {
         // Logging is deprecated in 2026-07-28 but legacy clients (and the conformance suite)
         // still call logging/setLevel, so the capability stays declared.
         #[allow(deprecated)]
@@ -1079,6 +1079,12 @@ impl ServerHandler for McpServer {
                  invoke_agent runs one (wait=true to get the result; streamUrl to follow it over WebSocket), \
                  get_status and cancel manage requests. Agents are also readable as resources (agent://ID).",
             )
+    }
+}
+
+impl ServerHandler for McpServer {
+    fn get_info(&self) -> ServerConfig {
+        self.server_config()
     }
 
     async fn list_tools(
@@ -1106,42 +1112,15 @@ impl ServerHandler for McpServer {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
-        let name = request.name.to_string();
-        let args = Value::Object(request.arguments.unwrap_or_default());
-        let outcome = if name == "agent_control" {
-            match parse::<AgentControlArgs>(&name, args) {
-                Ok(a) => match control_action(&a.action) {
-                    Some(tool) => {
-                        let params = a.params.unwrap_or(a.rest);
-                        self.dispatch(tool, Value::Object(params), &context)
-                            .await
-                            .unwrap_or_else(|| Err(HubError::internal("unmapped action")))
-                    }
-                    None => Err(HubError::new(
-                        ErrorCode::InvalidParams,
-                        format!(
-                            "unknown action {:?}; use one of list_agents, describe_agent, open_session, close_session, invoke_agent, handoff, cancel, get_status, deploy_agent, update_agent, enable_agent, disable_agent, remove_agent, get_stats",
-                            a.action
-                        ),
-                    )),
-                },
-                Err(e) => Err(e),
-            }
-        } else {
-            match self.dispatch(&name, args, &context).await {
-                Some(r) => r,
-                None => {
-                    return Err(McpError::invalid_params(
-                        format!("unknown tool {name:?}; tools/list shows the available tools"),
-                        None,
-                    ));
-                }
-            }
-        };
-        metrics::MCP_TOOL_CALLS
-            .with_label_values(&[name.as_str(), if outcome.is_ok() { "ok" } else { "error" }])
-            .inc();
-        Ok(CallToolResponse::Complete(tool_result(outcome)))
+        // rmcp runs tools on its own tasks: re-enter the caller's trace from the HTTP headers.
+        let span = tracing::info_span!("mcp.tool", tool = %request.name);
+        if let Some(parts) = context.extensions.get::<http::request::Parts>() {
+            crate::telemetry::extract(&span, &parts.headers);
+        }
+        use tracing::Instrument;
+        self.call_tool_inner(request, context)
+            .instrument(span)
+            .await
     }
 
     #[allow(deprecated)]
@@ -1201,5 +1180,50 @@ impl ServerHandler for McpServer {
                 Some(json!({ "uri": uri })),
             )),
         }
+    }
+}
+
+impl McpServer {
+    async fn call_tool_inner(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let name = request.name.to_string();
+        let args = Value::Object(request.arguments.unwrap_or_default());
+        let outcome = if name == "agent_control" {
+            match parse::<AgentControlArgs>(&name, args) {
+                Ok(a) => match control_action(&a.action) {
+                    Some(tool) => {
+                        let params = a.params.unwrap_or(a.rest);
+                        self.dispatch(tool, Value::Object(params), &context)
+                            .await
+                            .unwrap_or_else(|| Err(HubError::internal("unmapped action")))
+                    }
+                    None => Err(HubError::new(
+                        ErrorCode::InvalidParams,
+                        format!(
+                            "unknown action {:?}; use one of list_agents, describe_agent, open_session, close_session, invoke_agent, handoff, cancel, get_status, deploy_agent, update_agent, enable_agent, disable_agent, remove_agent, get_stats",
+                            a.action
+                        ),
+                    )),
+                },
+                Err(e) => Err(e),
+            }
+        } else {
+            match self.dispatch(&name, args, &context).await {
+                Some(r) => r,
+                None => {
+                    return Err(McpError::invalid_params(
+                        format!("unknown tool {name:?}; tools/list shows the available tools"),
+                        None,
+                    ));
+                }
+            }
+        };
+        metrics::MCP_TOOL_CALLS
+            .with_label_values(&[name.as_str(), if outcome.is_ok() { "ok" } else { "error" }])
+            .inc();
+        Ok(CallToolResponse::Complete(tool_result(outcome)))
     }
 }

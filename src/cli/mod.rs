@@ -169,10 +169,12 @@ pub fn run(cli: Cli) -> Exit {
             print!("{}", config.describe());
             Exit::Ok
         }
-        Command::Serve => {
-            crate::telemetry::init(&config);
-            runtime(|| serve::serve(config))
-        }
+        Command::Serve => runtime(|| async move {
+            let t = crate::telemetry::init_with_traces(&config);
+            let r = serve::serve(config).await;
+            t.shutdown();
+            r
+        }),
         Command::Stdio {
             remote: Some(url),
             token,
@@ -180,10 +182,12 @@ pub fn run(cli: Cli) -> Exit {
             crate::telemetry::init(&config);
             runtime(|| bridge::run(url, token))
         }
-        Command::Stdio { remote: None, .. } => {
-            crate::telemetry::init(&config);
-            runtime(|| serve::stdio(config))
-        }
+        Command::Stdio { remote: None, .. } => runtime(|| async move {
+            let t = crate::telemetry::init_with_traces(&config);
+            let r = serve::stdio(config).await;
+            t.shutdown();
+            r
+        }),
         Command::Agents { command } => {
             crate::telemetry::init(&config);
             runtime(|| agents::run(config, command))

@@ -35,6 +35,8 @@ pub struct ExecContext {
     pub cancel: CancellationToken,
     /// Where and how the agent's own process may call back into the hub (URL, token).
     pub callback: Option<(String, String)>,
+    /// W3C trace context of this execution, for calls the agent makes.
+    pub traceparent: Option<String>,
 }
 
 /// Where an executor sends its output chunks (JSON values, usually strings).

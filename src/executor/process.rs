@@ -210,6 +210,9 @@ impl Executor for ProcessExecutor {
         if let Some((url, token)) = &ctx.callback {
             cmd.env("A2A_HUB_URL", url).env("A2A_HUB_TOKEN", token);
         }
+        if let Some(tp) = &ctx.traceparent {
+            cmd.env("TRACEPARENT", tp);
+        }
         restrict(&mut cmd, self.limits.clone());
         let mut child = cmd.spawn().map_err(|e| {
             ExecError::Failed(format!("cannot start {}: {e}", self.program.display()))

@@ -276,7 +276,10 @@ impl Hub {
         metrics::REQUESTS_CREATED
             .with_label_values(&[&rec.agent_id])
             .inc();
-        self.enqueue(rec.clone(), 1, true);
+        let traceparent = crate::telemetry::traceparent(&tracing::Span::current());
+        tracing::debug!(request_id = %rec.id, agent = %rec.agent_id, capability = %rec.capability,
+            key_id = principal.key_id.as_deref().unwrap_or(""), "request accepted");
+        self.enqueue(rec.clone(), 1, true, traceparent);
         Ok(rec)
     }
 

@@ -36,6 +36,8 @@ pub(super) struct QueuedJob {
     /// The `seq` of the next event of this request.
     pub next_seq: u64,
     ticket: u64,
+    /// W3C trace context of the invocation (in memory only; not kept across restarts).
+    traceparent: Option<String>,
 }
 
 /// Control handle of a running job.
@@ -153,7 +155,13 @@ impl Sched {
             .map(|(a, n)| (a, *n))
     }
 
-    fn push(&mut self, record: RequestRecord, next_seq: u64, reserved: bool) {
+    fn push(
+        &mut self,
+        record: RequestRecord,
+        next_seq: u64,
+        reserved: bool,
+        traceparent: Option<String>,
+    ) {
         if reserved {
             self.reserved = self.reserved.saturating_sub(1);
         }
@@ -162,6 +170,7 @@ impl Sched {
             record,
             next_seq,
             ticket: self.next_ticket,
+            traceparent,
         };
         self.queues
             .entry(job.record.agent_id.clone())
@@ -226,8 +235,17 @@ enum Outcome {
 
 impl Hub {
     /// Puts a recorded request in the queue and dispatches what can run.
-    pub(super) fn enqueue(&self, record: RequestRecord, next_seq: u64, reserved: bool) {
-        self.inner.sched.lock().push(record, next_seq, reserved);
+    pub(super) fn enqueue(
+        &self,
+        record: RequestRecord,
+        next_seq: u64,
+        reserved: bool,
+        traceparent: Option<String>,
+    ) {
+        self.inner
+            .sched
+            .lock()
+            .push(record, next_seq, reserved, traceparent);
         self.dispatch();
     }
 
@@ -262,8 +280,12 @@ impl Hub {
                 "job",
                 request_id = %job.record.id,
                 agent = %job.record.agent_id,
-                capability = %job.record.capability
+                capability = %job.record.capability,
+                session = job.record.session_id.as_deref().unwrap_or(""),
             );
+            if let Some(tp) = &job.traceparent {
+                crate::telemetry::set_parent(&span, tp);
+            }
             self.inner.tracker.spawn(
                 async move {
                     let agent = job.record.agent_id.clone();
@@ -363,6 +385,7 @@ impl Hub {
             attempt: record.attempts,
             cancel: control.cancel.child_token(),
             callback: callback.clone(),
+            traceparent: crate::telemetry::traceparent(&tracing::Span::current()),
         };
         let (sink, mut chunks) = OutputSink::channel(SINK_CAPACITY);
         let exec = agent.executor.clone();
@@ -538,7 +561,7 @@ impl Hub {
             let next_seq = self.inner.store.last_seq(&rec.id).await? + 1;
             match rec.state {
                 RequestState::Queued => {
-                    self.inner.sched.lock().push(rec, next_seq, false);
+                    self.inner.sched.lock().push(rec, next_seq, false, None);
                     requeued += 1;
                 }
                 RequestState::Running => {
@@ -555,7 +578,7 @@ impl Hub {
                                 .store
                                 .write(vec![Op::PutRequest(rec.clone())])
                                 .await?;
-                            self.inner.sched.lock().push(rec, next_seq, false);
+                            self.inner.sched.lock().push(rec, next_seq, false, None);
                             requeued += 1;
                         }
                         InterruptPolicy::Fail => {

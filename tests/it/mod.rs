@@ -9,4 +9,5 @@ pub mod process_agent;
 pub mod security;
 pub mod store_conformance;
 pub mod streams;
+pub mod telemetry;
 pub mod tls;
