@@ -8,50 +8,16 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::StatusCode;
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
-use serde_json::{Map, Value, json};
+
+use serde_json::{Value, json};
 use warp::Filter;
 use warp::filters::BoxedFilter;
 
-use super::{ApiContext, ReqCtx, error_response, json_response};
-use crate::error::{ErrorCode, HubError, HubResult};
+use super::{ApiContext, ReqCtx, duration_param, parse_body, reply};
+use crate::error::{ErrorCode, HubError};
 use crate::model::{Role, now_ms};
 
 type Resp = warp::reply::Response;
-
-fn reply(r: HubResult<Value>, ok: StatusCode) -> Resp {
-    match r {
-        Ok(v) => json_response(ok, &v),
-        Err(e) => error_response(&e),
-    }
-}
-
-fn body<T: DeserializeOwned>(b: &Bytes) -> HubResult<T> {
-    let v: Value = if b.is_empty() {
-        Value::Object(Map::new())
-    } else {
-        serde_json::from_slice(b).map_err(|e| {
-            HubError::new(
-                ErrorCode::InvalidJson,
-                format!("the body is not valid JSON: {e}"),
-            )
-        })?
-    };
-    serde_json::from_value(v)
-        .map_err(|e| HubError::new(ErrorCode::InvalidParams, format!("invalid body: {e}")))
-}
-
-fn duration(field: &str, v: &Option<String>) -> HubResult<Option<Duration>> {
-    match v {
-        None => Ok(None),
-        Some(s) => humantime::parse_duration(s).map(Some).map_err(|_| {
-            HubError::new(
-                ErrorCode::InvalidParams,
-                format!("{field} {s:?} is not a duration such as 30m, 12h or 7d"),
-            )
-        }),
-    }
-}
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -123,12 +89,12 @@ pub fn routes(ctx: Arc<ApiContext>) -> BoxedFilter<(Resp,)> {
         .and(with())
         .then(|b: Bytes, rc: ReqCtx| async move {
             let r = async {
-                let k: NewKey = body(&b)?;
+                let k: NewKey = parse_body(&b)?;
                 let role: Role = k
                     .role
                     .parse()
                     .map_err(|e: String| HubError::new(ErrorCode::InvalidParams, e))?;
-                let exp = duration("expiresIn", &k.expires_in)?;
+                let exp = duration_param("expiresIn", &k.expires_in)?;
                 let (token, rec) = rc.hub.create_key(&rc.caller(), role, &k.label, exp).await?;
                 let mut v = rec.view(now_ms());
                 v["key"] = Value::String(token);
@@ -215,8 +181,8 @@ pub fn routes(ctx: Arc<ApiContext>) -> BoxedFilter<(Resp,)> {
         .and(with())
         .then(|b: Bytes, rc: ReqCtx| async move {
             let r = async {
-                let g: NewGrant = body(&b)?;
-                let exp = duration("expiresIn", &g.expires_in)?;
+                let g: NewGrant = parse_body(&b)?;
+                let exp = duration_param("expiresIn", &g.expires_in)?;
                 let rec = rc
                     .hub
                     .grant_permission(&rc.caller(), &g.agent_id, &g.permission, g.delegable, exp)
@@ -249,7 +215,7 @@ pub fn routes(ctx: Arc<ApiContext>) -> BoxedFilter<(Resp,)> {
         .and(with())
         .then(|b: Bytes, rc: ReqCtx| async move {
             let r = async {
-                let q: NewPermissionRequest = body(&b)?;
+                let q: NewPermissionRequest = parse_body(&b)?;
                 let wait = q
                     .wait
                     .then(|| Duration::from_millis(q.timeout_ms.unwrap_or(60_000)));
@@ -291,8 +257,8 @@ pub fn routes(ctx: Arc<ApiContext>) -> BoxedFilter<(Resp,)> {
                         ));
                     }
                 };
-                let d: Decision = body(&b)?;
-                let exp = duration("expiresIn", &d.expires_in)?;
+                let d: Decision = parse_body(&b)?;
+                let exp = duration_param("expiresIn", &d.expires_in)?;
                 let (req, grant) = rc
                     .hub
                     .decide_permission(&rc.caller(), &id, approve, d.delegable, exp)

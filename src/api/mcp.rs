@@ -295,18 +295,6 @@ struct ListBackupsArgs {
     verify: bool,
 }
 
-fn duration_arg(field: &str, v: &Option<String>) -> HubResult<Option<Duration>> {
-    match v {
-        None => Ok(None),
-        Some(s) => humantime::parse_duration(s).map(Some).map_err(|_| {
-            HubError::new(
-                ErrorCode::InvalidParams,
-                format!("{field} {s:?} is not a duration such as 30m, 12h or 7d"),
-            )
-        }),
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Tool table
 
@@ -798,7 +786,7 @@ impl McpServer {
                 Err(e) => Err(e),
             },
             "grant_permission" => match parse::<GrantArgs>(name, args) {
-                Ok(a) => match duration_arg("expiresIn", &a.expires_in) {
+                Ok(a) => match super::duration_param("expiresIn", &a.expires_in) {
                     Ok(exp) => hub
                         .grant_permission(&p, &a.agent_id, &a.permission, a.delegable, exp)
                         .await
@@ -825,7 +813,7 @@ impl McpServer {
                 Err(e) => Err(e),
             },
             "approve_permission" => match parse::<ApproveArgs>(name, args) {
-                Ok(a) => match duration_arg("expiresIn", &a.expires_in) {
+                Ok(a) => match super::duration_param("expiresIn", &a.expires_in) {
                     Ok(exp) => hub
                         .decide_permission(
                             &p,
@@ -866,7 +854,7 @@ impl McpServer {
                 Err(e) => Err(e),
             },
             "create_api_key" => match parse::<CreateKeyArgs>(name, args) {
-                Ok(a) => match (a.role.parse::<crate::model::Role>(), duration_arg("expiresIn", &a.expires_in)) {
+                Ok(a) => match (a.role.parse::<crate::model::Role>(), super::duration_param("expiresIn", &a.expires_in)) {
                     (Ok(role), Ok(exp)) => hub
                         .create_key(&p, role, &a.label, exp)
                         .await

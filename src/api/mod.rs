@@ -374,3 +374,48 @@ pub fn session_view(s: &crate::model::SessionRecord) -> Value {
         "metadata": serde_json::from_str::<Value>(&s.metadata).unwrap_or(Value::Null),
     })
 }
+
+/// A hub answer as an HTTP response: `ok` status with the JSON, or the error's.
+pub fn reply(r: HubResult<Value>, ok: http::StatusCode) -> warp::reply::Response {
+    match r {
+        Ok(v) => json_response(ok, &v),
+        Err(e) => error_response(&e),
+    }
+}
+
+/// Parses a JSON request body (an object; empty counts as `{}`) into `T`.
+pub fn parse_body<T: serde::de::DeserializeOwned>(body: &bytes::Bytes) -> HubResult<T> {
+    use crate::error::{ErrorCode, HubError};
+    let v: Value = if body.is_empty() {
+        Value::Object(serde_json::Map::new())
+    } else {
+        serde_json::from_slice(body).map_err(|e| {
+            HubError::new(
+                ErrorCode::InvalidJson,
+                format!("the body is not valid JSON: {e}"),
+            )
+        })?
+    };
+    if !v.is_object() {
+        return Err(HubError::new(
+            ErrorCode::InvalidRequest,
+            "the body must be a JSON object",
+        ));
+    }
+    serde_json::from_value(v)
+        .map_err(|e| HubError::new(ErrorCode::InvalidParams, format!("invalid body: {e}")))
+}
+
+/// Parses an optional duration argument such as `30m`, `12h` or `7d`.
+pub fn duration_param(field: &str, v: &Option<String>) -> HubResult<Option<Duration>> {
+    use crate::error::{ErrorCode, HubError};
+    match v {
+        None => Ok(None),
+        Some(s) => humantime::parse_duration(s).map(Some).map_err(|_| {
+            HubError::new(
+                ErrorCode::InvalidParams,
+                format!("{field} {s:?} is not a duration such as 30m, 12h or 7d"),
+            )
+        }),
+    }
+}

@@ -15,13 +15,14 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use http::StatusCode;
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
+
 use serde_json::{Map, Value, json};
 use warp::filters::BoxedFilter;
 use warp::{Filter, Reply};
 
 use super::{
-    ApiContext, ReqCtx, agent_view, error_response, invocation_view, json_response, session_view,
+    ApiContext, ReqCtx, agent_view, error_response, invocation_view, json_response, parse_body,
+    reply, session_view,
 };
 use crate::error::{ErrorCode, HubError, HubResult};
 use crate::hub::{HandoffArgs, InvokeArgs};
@@ -30,34 +31,6 @@ use crate::model::{AgentSpec, Principal, RequestState};
 use crate::store::RequestFilter;
 
 const OPENAPI: &str = include_str!("openapi.json");
-
-fn reply(r: HubResult<Value>, ok: StatusCode) -> warp::reply::Response {
-    match r {
-        Ok(v) => json_response(ok, &v),
-        Err(e) => error_response(&e),
-    }
-}
-
-fn parse_body<T: DeserializeOwned>(body: &Bytes) -> HubResult<T> {
-    let v: Value = if body.is_empty() {
-        Value::Object(Map::new())
-    } else {
-        serde_json::from_slice(body).map_err(|e| {
-            HubError::new(
-                ErrorCode::InvalidJson,
-                format!("the body is not valid JSON: {e}"),
-            )
-        })?
-    };
-    if !v.is_object() {
-        return Err(HubError::new(
-            ErrorCode::InvalidRequest,
-            "the body must be a JSON object",
-        ));
-    }
-    serde_json::from_value(v)
-        .map_err(|e| HubError::new(ErrorCode::InvalidParams, format!("invalid body: {e}")))
-}
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

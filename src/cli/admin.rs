@@ -71,6 +71,21 @@ pub struct Remote {
     pub token: Option<String>,
 }
 
+/// The configured API listener as a base URL, for commands that talk to a running server.
+pub(super) fn default_api_base(config: &Config) -> String {
+    let host = if config.stream_host.is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        config.stream_host.to_string()
+    };
+    let scheme = if config.tls_enabled() {
+        "https"
+    } else {
+        "http"
+    };
+    format!("{scheme}://{host}:{}", config.stream_port)
+}
+
 fn local_admin() -> Principal {
     Principal::new("local", Role::Admin).with_surface(Surface::Cli)
 }
@@ -90,14 +105,10 @@ async fn target(config: &Config, remote: &Remote) -> Result<Target, String> {
             Ok(Target::Local(hub))
         }
         Err(StoreError::Locked(_)) => {
-            let base = remote.url.clone().unwrap_or_else(|| {
-                let host = if config.stream_host.is_unspecified() {
-                    "127.0.0.1".to_string()
-                } else {
-                    config.stream_host.to_string()
-                };
-                format!("http://{host}:{}", config.stream_port)
-            });
+            let base = remote
+                .url
+                .clone()
+                .unwrap_or_else(|| default_api_base(config));
             eprintln!("the store is held by a running server; using its admin API at {base}");
             Ok(Target::Remote {
                 base,

@@ -67,14 +67,7 @@ pub async fn run(config: Config, cmd: AgentsCommand) -> Exit {
         | AgentsCommand::Deploy { url, .. }
         | AgentsCommand::Remove { url, .. } => url.clone(),
     };
-    let base = url.unwrap_or_else(|| {
-        let host = if config.stream_host.is_unspecified() {
-            "127.0.0.1".to_string()
-        } else {
-            config.stream_host.to_string()
-        };
-        format!("http://{host}:{}", config.stream_port)
-    });
+    let base = url.unwrap_or_else(|| super::admin::default_api_base(&config));
     match store::open(&config) {
         Ok(st) => {
             let catalog = match crate::catalog::load(&config.catalog_dir) {

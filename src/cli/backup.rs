@@ -229,14 +229,10 @@ async fn create(config: Config, dir: Option<PathBuf>, remote: Remote) -> Exit {
                     "a running server writes snapshots into its own A2A_BACKUP_DIR; --dir applies only to a stopped store".into(),
                 );
             }
-            let base = remote.url.clone().unwrap_or_else(|| {
-                let host = if config.stream_host.is_unspecified() {
-                    "127.0.0.1".to_string()
-                } else {
-                    config.stream_host.to_string()
-                };
-                format!("http://{host}:{}", config.stream_port)
-            });
+            let base = remote
+                .url
+                .clone()
+                .unwrap_or_else(|| super::admin::default_api_base(&config));
             eprintln!("the store is held by a running server; asking it for a snapshot at {base}");
             match call(
                 http::Method::POST,

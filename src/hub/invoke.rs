@@ -15,9 +15,7 @@ use sha2::{Digest, Sha256};
 use super::{Hub, session_not_found};
 use crate::error::{ErrorCode, HubError, HubResult};
 use crate::metrics;
-use crate::model::{
-    Event, EventKind, IdempotencyRecord, Principal, RequestRecord, RequestState, new_id, now_ms,
-};
+use crate::model::{IdempotencyRecord, Principal, RequestRecord, RequestState, new_id, now_ms};
 use crate::policy::audit::Outcome;
 use crate::store::Op;
 
@@ -309,7 +307,7 @@ impl Hub {
         let queued = self.inner.sched.lock().remove_queued(id);
         if let Some(job) = queued {
             return self
-                .finish_unstarted(job.record, job.next_seq, reason)
+                .finish_unstarted(job.record, job.next_seq, RequestState::Canceled, reason)
                 .await;
         }
         let control = self.inner.jobs.lock().get(id).cloned();
@@ -327,35 +325,6 @@ impl Hub {
             // running-jobs map change together, so there is no gap in between).
             None => self.load_request(id).await,
         }
-    }
-
-    /// Ends a request that never started (canceled while queued, or failed at dispatch).
-    pub(super) async fn finish_unstarted(
-        &self,
-        mut rec: RequestRecord,
-        seq: u64,
-        reason: String,
-    ) -> HubResult<RequestRecord> {
-        let now = now_ms();
-        rec.state = RequestState::Canceled;
-        rec.finished_at = Some(now);
-        rec.error = Some(reason.clone());
-        let ev = Event {
-            request_id: rec.id.clone(),
-            seq,
-            ts: now,
-            kind: EventKind::Canceled(reason),
-        };
-        self.record_finished(&rec);
-        self.inner
-            .store
-            .write(vec![
-                Op::AppendEvent(ev.clone()),
-                Op::PutRequest(rec.clone()),
-            ])
-            .await?;
-        self.publish(ev);
-        Ok(rec)
     }
 }
 

@@ -332,7 +332,10 @@ impl Hub {
                 "agent {:?} was removed before the request could run",
                 record.agent_id
             );
-            if let Ok(rec) = self.finish_failed_unstarted(record, next_seq, reason).await {
+            if let Ok(rec) = self
+                .finish_unstarted(record, next_seq, RequestState::Error, reason)
+                .await
+            {
                 control.done.send_replace(Some(rec));
             }
             return;
@@ -524,21 +527,28 @@ impl Hub {
         Ok(())
     }
 
-    async fn finish_failed_unstarted(
+    /// Ends a request that never started — canceled while queued, failed at dispatch, or
+    /// interrupted by a restart — with its terminal event, in one commit.
+    pub(super) async fn finish_unstarted(
         &self,
         mut rec: RequestRecord,
         seq: u64,
+        state: RequestState,
         message: String,
     ) -> HubResult<RequestRecord> {
         let now = now_ms();
-        rec.state = RequestState::Error;
+        rec.state = state;
         rec.finished_at = Some(now);
         rec.error = Some(message.clone());
+        let kind = match state {
+            RequestState::Canceled => EventKind::Canceled(message),
+            _ => EventKind::Error(message),
+        };
         let ev = Event {
             request_id: rec.id.clone(),
             seq,
             ts: now,
-            kind: EventKind::Error(message),
+            kind,
         };
         self.record_finished(&rec);
         self.inner
@@ -582,9 +592,10 @@ impl Hub {
                             requeued += 1;
                         }
                         InterruptPolicy::Fail => {
-                            self.finish_failed_unstarted(
+                            self.finish_unstarted(
                                 rec,
                                 next_seq,
+                                RequestState::Error,
                                 "interrupted by restart".to_string(),
                             )
                             .await?;
