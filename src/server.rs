@@ -2,7 +2,8 @@
 //! with a tower-level dispatch that sends `/mcp` to rmcp's Streamable HTTP service and
 //! everything else to the warp filter tree, on the same port (STACK.md §3).
 //!
-//! Two listeners: the public API (`STREAM_PORT`: `/mcp`, `/stream`, `/api/v1`) and operations
+//! Two listeners: the public API (`STREAM_PORT`: `/mcp`, `/stream`, `/api/v1`, `/a2a`,
+//! `/.well-known/agent-card.json`) and operations
 //! (`METRICS_PORT`: `/healthz`, `/readyz`, `/metrics`, `/api/agent`). Every response gets the
 //! security headers and is counted in `a2a_http_requests_total`. Stopping a listener stops
 //! accepting at once and gives open connections the grace period to finish.
@@ -61,6 +62,8 @@ fn route_group(path: &str) -> &'static str {
         "mcp"
     } else if path.starts_with("/stream") {
         "stream"
+    } else if path == "/a2a" || path.starts_with("/a2a/") || path.starts_with("/.well-known/") {
+        "a2a"
     } else if path.starts_with("/api/v1") {
         "rest"
     } else if path.starts_with("/healthz") || path.starts_with("/readyz") {
@@ -92,7 +95,10 @@ fn with_security_headers(mut resp: Resp) -> Resp {
 
 /// The whole public API as one warp filter (everything but `/mcp`).
 fn api_filter(ctx: Arc<ApiContext>) -> warp::filters::BoxedFilter<(warp::reply::Response,)> {
-    let rest = api::rest::routes(ctx.clone());
+    let rest = api::a2a::routes(ctx.clone())
+        .or(api::rest::routes(ctx.clone()))
+        .unify()
+        .boxed();
     let routes = if ctx.config.enable_streaming {
         api::ws::routes(ctx.clone()).or(rest).unify().boxed()
     } else {

@@ -1,5 +1,6 @@
 //! Transport adapters: each parses, authorises, calls one hub method and renders the answer.
 //!
+//! - `a2a`: A2A JSON-RPC at `/a2a/{agentId}` (and `/a2a`), Agent Cards, SSE task streams.
 //! - `mcp`: the MCP server (rmcp), on stdio and on Streamable HTTP at `/mcp`.
 //! - `ws`: WebSocket streams at `/stream`.
 //! - `rest`: JSON REST at `/api/v1` (with SSE event streams).
@@ -9,6 +10,7 @@
 //! that render hub errors. Adapters must not hold business rules; if two need the same logic
 //! it belongs in the hub.
 
+pub mod a2a;
 pub mod mcp;
 pub mod ops;
 pub mod rest;
@@ -49,6 +51,18 @@ impl ApiContext {
             .read()
             .as_ref()
             .map(|b| format!("{b}/stream?requestId={request_id}"))
+    }
+
+    /// `http://host:port` (or `https://…`) clients use to reach the API listener: the
+    /// configured public URL (`A2A_PUBLIC_URL`), else derived from the bound address. Used for
+    /// the `url`s of Agent Cards. `None` before a listener is bound.
+    pub fn public_base_url(&self) -> Option<String> {
+        self.stream_base.read().as_ref().map(|b| {
+            b.replacen("wss://", "https://", 1)
+                .replacen("ws://", "http://", 1)
+                .trim_end_matches('/')
+                .to_string()
+        })
     }
 
     /// Sets the stream base from the bound address (or the configured public URL).

@@ -11,7 +11,9 @@
 //! terminal event are committed together. The job pump of a running request is the only
 //! writer of that request's state, which is what makes a canceled job stay canceled.
 
+mod a2a;
 mod invoke;
+pub mod push;
 pub mod registry;
 mod scheduler;
 mod stream;
@@ -79,6 +81,8 @@ pub(crate) struct HubInner {
     workers: Mutex<BTreeMap<&'static str, WorkerStatus>>,
     started_at: i64,
     ready: AtomicBool,
+    /// A2A push notification delivery (`push.rs`).
+    push: push::PushState,
 }
 
 /// Status of a named background worker, for `/api/agent?action=status`.
@@ -143,6 +147,7 @@ impl Hub {
             workers: Mutex::new(BTreeMap::new()),
             started_at: now_ms(),
             ready: AtomicBool::new(false),
+            push: Default::default(),
         });
         let hub = Hub { inner };
         hub.refresh_agent_metrics();
