@@ -1,3 +1,4 @@
+pub mod a2a;
 pub mod bad_input;
 pub mod binary;
 pub mod harness;

@@ -584,6 +584,18 @@ async fn send_message(call: &Call, params: Value, streaming: bool) -> Result<Ans
         };
     let input = convert::message_to_input(&message, &capability.input_schema)?;
     let capability = capability.name.clone();
+    // Checked before a context is opened for it (invoke checks again).
+    if !agent.spec.enabled {
+        return Err(HubError::new(
+            ErrorCode::AgentDisabled,
+            format!(
+                "agent {:?} is disabled; enable_agent turns it back on",
+                agent.spec.id
+            ),
+        )
+        .into());
+    }
+    agent.validate_input(&capability, &input)?;
 
     // The context: an existing session, or a new one.
     let session_id = match msg.get("contextId").and_then(Value::as_str) {
