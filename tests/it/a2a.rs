@@ -70,6 +70,42 @@ async fn rpc_sse(url: &str, version: Option<&str>, method: &str, params: Value) 
         .collect()
 }
 
+/// The first `n` events of a streaming call; then the connection is dropped.
+async fn rpc_sse_first(url: &str, method: &str, params: Value, n: usize) -> Vec<Value> {
+    use http_body_util::BodyExt;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<Bytes>>();
+    let body = json!({"jsonrpc": "2.0", "id": "s1", "method": method, "params": params});
+    let req = http::Request::post(url)
+        .header("content-type", "application/json")
+        .header("accept", "text/event-stream")
+        .header("a2a-version", "1.0")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap();
+    let resp = client.request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    let mut buf = String::new();
+    let mut out = Vec::new();
+    while out.len() < n {
+        let frame = tokio::time::timeout(Duration::from_secs(10), body.frame())
+            .await
+            .expect("event within 10 s")
+            .expect("stream open")
+            .unwrap();
+        if let Ok(data) = frame.into_data() {
+            buf.push_str(&String::from_utf8_lossy(&data));
+            while let Some(end) = buf.find("\n\n") {
+                let block: String = buf.drain(..end + 2).collect();
+                if let Some(d) = block.lines().find_map(|l| l.strip_prefix("data:")) {
+                    out.push(serde_json::from_str(d.trim()).unwrap());
+                }
+            }
+        }
+    }
+    out
+}
+
 fn user_message(text: &str) -> Value {
     json!({"messageId": uuid(), "role": "ROLE_USER", "parts": [{"text": text}]})
 }
@@ -109,13 +145,14 @@ impl RemoteAgent {
             .expect("remote agent ready within 30 s")
             .unwrap()
             .expect("READY line");
-        let port: u16 = line
+        let base = line
             .strip_prefix("READY ")
-            .and_then(|p| p.trim().parse().ok())
-            .unwrap_or_else(|| panic!("unexpected line {line:?}"));
+            .and_then(|rest| rest.split_whitespace().nth(1))
+            .unwrap_or_else(|| panic!("unexpected line {line:?}"))
+            .to_string();
         RemoteAgent {
             _child: child,
-            base: format!("http://127.0.0.1:{port}"),
+            base,
         }
     }
 
@@ -719,6 +756,41 @@ async fn a2a_tasks_are_hub_requests() {
 }
 
 #[tokio::test]
+async fn a_dropped_stream_frees_its_subscriber_slot() {
+    // One subscriber per request: resubscribing only works if the dropped stream let go.
+    let th = TestHub::start_with(&[("max_subs_per_request", "1")]).await;
+    let url = a2a_url(&th, "echo");
+    let mut msg = user_message("quiet job");
+    msg["parts"] = json!([{"text": "quiet job"}, {"data": {"chunks": 2, "delay_ms": 4000}}]);
+    let first = rpc_sse_first(&url, "SendStreamingMessage", json!({"message": msg}), 2).await;
+    let tid = first[0]["result"]["task"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        first[1]["result"]["statusUpdate"]["status"]["state"],
+        "TASK_STATE_WORKING"
+    );
+    // The first chunk is 4 s away: the old stream must go now, not at the next event.
+    let mut again = None;
+    for _ in 0..100 {
+        let (s, v) = rpc(&url, Some("1.0"), "GetTask", json!({"id": tid})).await;
+        assert_eq!(s, 200);
+        assert_eq!(v["result"]["status"]["state"], "TASK_STATE_WORKING");
+        if th.ctx.acquire_subscriber(&tid).is_ok() {
+            again = Some(rpc_sse_first(&url, "SubscribeToTask", json!({"id": tid}), 2).await);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let again = again.expect("the slot of the dropped stream was freed");
+    assert_eq!(again[0]["result"]["task"]["id"], tid.as_str());
+    let (_, v) = rpc(&url, Some("1.0"), "CancelTask", json!({"id": tid})).await;
+    assert_eq!(v["result"]["status"]["state"], "TASK_STATE_CANCELED");
+    th.stop().await;
+}
+
+#[tokio::test]
 async fn streaming_can_be_switched_off() {
     let th = TestHub::start_with(&[("enable_streaming", "false")]).await;
     let (_, card) = get(&format!(
@@ -883,6 +955,83 @@ async fn a2a_executor_cancels_times_out_and_reports_remote_errors() {
         "{err}"
     );
     th.stop().await;
+}
+
+#[tokio::test]
+async fn a2a_executor_speaks_https() {
+    // A test CA, and a certificate for `localhost` signed by it.
+    let dir = tempfile::tempdir().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "a2a-mcp test CA");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap())
+        .unwrap();
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca)
+        .unwrap();
+    let (ca_pem, cert_pem, key_pem) = (
+        dir.path().join("ca.pem"),
+        dir.path().join("leaf.pem"),
+        dir.path().join("leaf.key"),
+    );
+    std::fs::write(&ca_pem, ca.pem()).unwrap();
+    std::fs::write(&cert_pem, leaf.pem()).unwrap();
+    std::fs::write(&key_pem, leaf_key.serialize_pem()).unwrap();
+    let remote = RemoteAgent::start(&[
+        "--tls",
+        cert_pem.to_str().unwrap(),
+        key_pem.to_str().unwrap(),
+    ])
+    .await;
+    assert!(
+        remote.base.starts_with("https://localhost:"),
+        "{}",
+        remote.base
+    );
+
+    // The real binary, trusting only the test CA.
+    let mut bin = TestBinary::serve(
+        &dir.path().join("state"),
+        &[("SSL_CERT_FILE", ca_pem.to_str().unwrap())],
+    )
+    .await;
+    let deploy = |id: &str, url: String| {
+        let rest = bin.rest("/agents");
+        let body = json!({"id": id, "capabilities": [{"name": "echo"}], "executor": {"kind": "a2a", "url": url}});
+        async move {
+            let (s, v) = post(&rest, body).await;
+            assert_eq!(s, 201, "{v}");
+        }
+    };
+    deploy("tls", remote.base.clone()).await;
+    // The same server reached by IP: the certificate does not name it.
+    deploy(
+        "tls-wrong-name",
+        remote.base.replace("localhost", "127.0.0.1"),
+    )
+    .await;
+    let run = |id: &str| {
+        let url = bin.rest(&format!("/agents/{id}/invoke"));
+        async move {
+            let (_, v) = post(&url, json!({"input": {"text": "over tls"}, "wait": true})).await;
+            v
+        }
+    };
+    let v = run("tls").await;
+    assert_eq!(
+        (v["status"].as_str(), v["result"]["text"].as_str()),
+        (Some("done"), Some("over tls")),
+        "{v}"
+    );
+    let v = run("tls-wrong-name").await;
+    assert_eq!(v["status"], "error", "{v}");
+    let err = v["error"].as_str().unwrap().to_ascii_lowercase();
+    assert!(err.contains("certificate"), "{err}");
+    assert!(bin.sigterm_and_wait().await.success());
 }
 
 async fn stored_events(th: &TestHub, id: &str) -> Vec<Value> {

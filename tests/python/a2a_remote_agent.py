@@ -1,11 +1,13 @@
 """A small remote A2A agent built with the official a2a-sdk server (pinned in
 scripts/test-tools.sh), used by tests/it/a2a.rs to exercise the hub's `a2a` executor.
 
-Usage: a2a_remote_agent.py PORT [--no-streaming] [--v03-only]
-  PORT 0 picks a free port. Once listening, prints `READY <port>` on stdout.
+Usage: a2a_remote_agent.py PORT [--no-streaming] [--v03-only] [--tls CERT KEY]
+  PORT 0 picks a free port. Once listening, prints `READY <port> <base url>` on stdout.
   --no-streaming  the card says capabilities.streaming = false (the hub must use
                   SendMessage + GetTask polling)
   --v03-only      the card lists only a 0.3 JSON-RPC interface (the hub must speak 0.3)
+  --tls CERT KEY  serve https with this certificate and key (PEM); the base URL is then
+                  https://localhost:<port>
 
 Behaviour, chosen by the text of the user message:
   "fail <why>"   task -> WORKING -> FAILED with the status message "remote failure: <why>"
@@ -125,7 +127,11 @@ async def main() -> None:
     sock.bind(("127.0.0.1", port))
     sock.listen(128)
     port = sock.getsockname()[1]
-    base = f"http://127.0.0.1:{port}"
+    tls = None
+    if "--tls" in sys.argv:
+        i = sys.argv.index("--tls")
+        tls = (sys.argv[i + 1], sys.argv[i + 2])
+    base = f"https://localhost:{port}" if tls else f"http://127.0.0.1:{port}"
     interfaces = [AgentInterface(url=base + "/rpc", protocol_binding="JSONRPC", protocol_version="0.3")]
     if not v03_only:
         interfaces.insert(
@@ -161,9 +167,14 @@ async def main() -> None:
         Route("/test/cancels", cancels),
     ]
     app = Starlette(routes=routes)
-    config = uvicorn.Config(app, log_level="warning")
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        ssl_certfile=tls[0] if tls else None,
+        ssl_keyfile=tls[1] if tls else None,
+    )
     server = uvicorn.Server(config)
-    print(f"READY {port}", flush=True)
+    print(f"READY {port} {base}", flush=True)
     await server.serve(sockets=[sock])
 
 

@@ -707,7 +707,15 @@ fn sse(version: Version, id: Value, plan: StreamPlan) -> Resp {
             return;
         }
         let mut mapper = convert::StreamMapper::new();
-        while let Some(item) = events.next().await {
+        loop {
+            // A client that went away frees its subscriber slot at once, not at the next event.
+            let item = tokio::select! {
+                _ = tx.closed() => return,
+                item = events.next() => match item {
+                    Some(i) => i,
+                    None => return,
+                },
+            };
             match item {
                 Ok(ev) => {
                     for sr in mapper.map(&record, &ev) {
