@@ -76,6 +76,13 @@ fn summary(config: &Config, hub: &Hub, api: Option<&Listener>, ops: Option<&List
             line("stream", format!("ws://{}/stream", api.addr));
         }
         line("rest", format!("http://{}/api/v1", api.addr));
+        line(
+            "a2a",
+            format!(
+                "http://{}/.well-known/agent-card.json  /a2a/{{agentId}}",
+                api.addr
+            ),
+        );
     }
     if let Some(ops) = ops {
         line(

@@ -110,7 +110,8 @@ fn config_not_found(task_id: &str, id: &str) -> HubError {
     )
 }
 
-fn validate(cfg: &NewPushConfig) -> HubResult<()> {
+/// Checks a push config a client asks for (URL, header-safe token and credentials, id).
+pub fn validate(cfg: &NewPushConfig) -> HubResult<()> {
     if cfg.url.len() > MAX_URL {
         return Err(invalid(format!(
             "the push notification url is longer than {MAX_URL} characters"
@@ -118,7 +119,7 @@ fn validate(cfg: &NewPushConfig) -> HubResult<()> {
     }
     let uri: http::Uri = cfg.url.parse().map_err(|e| {
         invalid(format!(
-            "the push notification url {:?} is not a valid URL: {e}",
+            "the push notification url {:?} is not a valid absolute http:// or https:// URL: {e}",
             cfg.url
         ))
     })?;
@@ -453,7 +454,7 @@ impl Hub {
             cfg.delivered_seq = ev.seq;
             let terminal = ev.kind.is_terminal();
             if terminal || saved_at.elapsed() >= PROGRESS_EVERY {
-                self.save_progress(&cfg, &stop).await;
+                self.save_progress(&cfg).await;
                 saved_at = Instant::now();
                 saved_seq = cfg.delivered_seq;
             }
@@ -462,7 +463,7 @@ impl Hub {
             }
         }
         if cfg.delivered_seq > saved_seq {
-            self.save_progress(&cfg, &stop).await;
+            self.save_progress(&cfg).await;
         }
     }
 
@@ -523,11 +524,10 @@ impl Hub {
         true
     }
 
-    async fn save_progress(&self, cfg: &PushConfig, stop: &CancellationToken) {
+    /// Records how far a follower got (also when it is stopped by shutdown, so the next
+    /// start resumes there). A deleted or replaced config is left alone.
+    async fn save_progress(&self, cfg: &PushConfig) {
         let _g = self.inner.push.write_lock.lock().await;
-        if stop.is_cancelled() {
-            return;
-        }
         let k = key(&cfg.task_id, &cfg.id);
         // Only update a config that still exists (and is still this one).
         let current = match self.inner.store.get_aux(Aux::PushConfigs, &k).await {

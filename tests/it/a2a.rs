@@ -464,6 +464,11 @@ async fn json_rpc_framing_and_bad_input() {
             -32005,
             "acceptedOutputModes",
         ),
+        (
+            json!({"message": {"messageId": "h", "parts": [{"text": "x"}]}, "configuration": {"taskPushNotificationConfig": {"url": "file:///etc/passwd"}}}),
+            -32602,
+            "http",
+        ),
     ];
     for (params, code, needle) in cases {
         let (_, v) = rpc(&url, one, "SendMessage", params.clone()).await;
@@ -1271,6 +1276,74 @@ async fn push_notifications_are_delivered_with_retries() {
         "{metrics}"
     );
     assert!(metrics.contains("a2a_a2a_rpc_calls_total{method=\"SendMessage\",outcome=\"ok\"}"));
+    th.stop().await;
+}
+
+#[tokio::test]
+async fn push_delivery_resumes_after_a_restart() {
+    let (hook_url, hook) = webhook(0).await;
+    let th = TestHub::start().await;
+    let mut msg = user_message("restart");
+    msg["parts"] =
+        json!([{"text": "survives a restart"}, {"data": {"chunks": 6, "delay_ms": 250}}]);
+    let (_, v) = rpc(
+        &a2a_url(&th, "echo"),
+        Some("1.0"),
+        "SendMessage",
+        json!({"message": msg, "configuration": {
+        "returnImmediately": true, "taskPushNotificationConfig": {"url": hook_url}}}),
+    )
+    .await;
+    let tid = v["result"]["task"]["id"].as_str().unwrap().to_string();
+    for _ in 0..300 {
+        if hook
+            .received
+            .lock()
+            .iter()
+            .filter(|(_, v, _)| payload_kind(v) == "artifact:output")
+            .count()
+            >= 2
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Stop: delivery stops at once, the job finishes within the grace period.
+    let dir = th.stop().await;
+    let before = hook.received.lock().len();
+    assert!(
+        !hook
+            .received
+            .lock()
+            .iter()
+            .any(|(_, v, _)| payload_kind(v) == "status:TASK_STATE_COMPLETED"),
+        "the job should still have been running at the stop"
+    );
+    let th = TestHub::start_in(dir, &[]).await;
+    let got = wait_for_completed(&hook).await;
+    assert!(got.len() > before);
+    let mut seqs: Vec<u64> = got
+        .iter()
+        .map(|(_, v, _)| {
+            v.get("statusUpdate")
+                .or_else(|| v.get("artifactUpdate"))
+                .unwrap()["metadata"]["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    seqs.dedup();
+    let last = *seqs.last().unwrap();
+    let mut unique = seqs.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(
+        unique,
+        (1..=last).collect::<Vec<_>>(),
+        "every event delivered (at least once): {seqs:?}"
+    );
+    let (_, r) = get(&th.rest(&format!("/requests/{tid}"))).await;
+    assert_eq!(r["status"], "done");
     th.stop().await;
 }
 

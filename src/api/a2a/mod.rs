@@ -495,6 +495,9 @@ async fn send_message(call: &Call, params: Value, streaming: bool) -> Result<Ans
         (None, Some(c)) => Some(new_push_config(&v03::push_config_from_v03(c, None))?),
         (None, None) => None,
     };
+    if let Some(cfg) = &push {
+        crate::hub::push::validate(cfg)?;
+    }
     if streaming && !call.ctx.config.enable_streaming {
         return Err(RpcError::new(
             code::UNSUPPORTED_OPERATION,
@@ -633,18 +636,20 @@ async fn send_message(call: &Call, params: Value, streaming: bool) -> Result<Ans
             },
         )
         .await?;
-    // The message is the task's history (once, also when a retry found the same task).
-    if hub.task_messages(&rec.id).await?.is_empty() {
+    // The message is the task's history. A resent message (same messageId) found its task
+    // again: nothing more to record, and its push config is already registered.
+    let first_time = hub.task_messages(&rec.id).await?.is_empty();
+    if first_time {
         if let Some(m) = message.as_object_mut() {
             m.insert("taskId".into(), json!(rec.id));
             m.insert("contextId".into(), json!(convert::context_id(&rec)));
             m.entry("role").or_insert(json!("ROLE_USER"));
         }
         hub.add_task_message(&rec.id, &message).await?;
-    }
-    if let Some(cfg) = push {
-        hub.create_push_config(&call.principal, &rec.id, cfg, true)
-            .await?;
+        if let Some(cfg) = push {
+            hub.create_push_config(&call.principal, &rec.id, cfg, true)
+                .await?;
+        }
     }
     if streaming {
         let history = hub.task_messages(&rec.id).await?;
