@@ -173,12 +173,21 @@ pub fn agent_view(a: &crate::hub::AgentEntry, detailed: bool) -> Value {
         },
     });
     if detailed && let Value::Object(m) = &mut v {
-        m.insert(
-            "definition".into(),
-            serde_json::to_value(&a.spec).unwrap_or(Value::Null),
-        );
+        let mut def = serde_json::to_value(&a.spec).unwrap_or(Value::Null);
+        redact_definition(&mut def);
+        m.insert("definition".into(), def);
     }
     v
+}
+
+/// Hides secrets of an agent definition in views: the values of an `a2a` executor's extra
+/// headers (they usually carry credentials for the remote agent).
+fn redact_definition(def: &mut Value) {
+    if let Some(Value::Object(h)) = def.pointer_mut("/executor/headers") {
+        for v in h.values_mut() {
+            *v = Value::String("***".into());
+        }
+    }
 }
 
 /// Whether a browser `Origin` may use the API: absent (not a browser), loopback, the same

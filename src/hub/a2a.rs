@@ -33,6 +33,13 @@ fn message_key(task_id: &str, seq: usize) -> String {
 }
 
 impl Hub {
+    /// Cancelled when shutdown begins. Long-lived A2A streams end with it, so open
+    /// connections do not hold up the listener's graceful stop (a running task can be
+    /// resubscribed after the restart).
+    pub fn shutdown_signal(&self) -> tokio_util::sync::CancellationToken {
+        self.inner.stopping.clone()
+    }
+
     /// Appends an A2A message (1.0 JSON) to the history of a task.
     pub async fn add_task_message(&self, task_id: &str, message: &Value) -> HubResult<()> {
         let store = &self.inner.store;

@@ -313,7 +313,8 @@ impl Hub {
         }
         self.worker_update(WORKER, |w| w.state = "idle");
         let hub = self.clone();
-        tokio::spawn(async move {
+        // On the hub's tracker: shutdown waits for push tasks (they stop at its start).
+        self.inner.tracker.spawn(async move {
             if let Err(e) = hub.recover_push_followers().await {
                 tracing::error!("resuming push notification delivery failed: {}", e.message);
                 hub.worker_update(WORKER, |w| {
@@ -328,6 +329,9 @@ impl Hub {
         let mut after: Option<String> = None;
         let mut resumed = 0usize;
         loop {
+            if self.inner.stopping.is_cancelled() {
+                break;
+            }
             let rows = self
                 .inner
                 .store
@@ -394,7 +398,7 @@ impl Hub {
             map.insert(k.clone(), (generation, token.clone()));
         }
         let hub = self.clone();
-        tokio::spawn(async move {
+        self.inner.tracker.spawn(async move {
             hub.follow(cfg, render, http, token).await;
             let mut map = hub.inner.push.followers.lock();
             // Only remove our own entry (a replacement may have registered since).

@@ -950,6 +950,41 @@ async fn a2a_executor_cancels_times_out_and_reports_remote_errors() {
     }
     assert_eq!(remote.cancels().await.len(), 2);
 
+    // Header values (credentials for the peer) are not shown in agent views.
+    deploy_a2a(
+        &th,
+        "with-auth",
+        &remote.base,
+        json!({"headers": {"Authorization": "Bearer s3cret"}}),
+    )
+    .await;
+    let (_, v) = get(&th.rest("/agents/with-auth")).await;
+    assert_eq!(
+        v["definition"]["executor"]["headers"]["Authorization"],
+        "***"
+    );
+    assert!(!v.to_string().contains("s3cret"));
+    let v = invoke_wait(&th, "with-auth", json!({"text": "authorized"})).await;
+    assert_eq!(v["status"], "done", "{v}");
+    let got = remote.received().await;
+    let last = got.last().unwrap();
+    assert_eq!(
+        (last["text"].as_str(), last["authorization"].as_str()),
+        (Some("authorized"), Some("Bearer s3cret"))
+    );
+    assert_eq!(last["version"], "1.0", "A2A-Version: 1.0 is sent");
+    let (s, v) = post(
+        &th.rest("/agents"),
+        json!({"id": "bad-header", "capabilities": [{"name": "x"}],
+        "executor": {"kind": "a2a", "url": remote.base, "headers": {"bad name": "x"}}}),
+    )
+    .await;
+    assert_eq!(s, 400, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("bad name"),
+        "{v}"
+    );
+
     // Unreachable peer: a clear error, no hang.
     deploy_a2a(&th, "gone", "http://127.0.0.1:9/", json!({})).await;
     let v = invoke_wait(&th, "gone", json!({"text": "hi"})).await;

@@ -16,7 +16,8 @@ Behaviour, chosen by the text of the user message:
 A data part is echoed back as a data artifact chunk `{"echo": <data>}` before completing.
 
 Test hooks (plain JSON, not A2A):
-  GET /test/received  every message the agent received: {text, data, metadata, headers}
+  GET /test/received  every message the agent received:
+                      {text, data, metadata, taskId, contextId, authorization, version}
   GET /test/cancels   ids of the tasks whose cancel reached the agent
 """
 
@@ -70,6 +71,8 @@ class TestAgent(AgentExecutor):
                 "metadata": MessageToDict(msg).get("metadata") if msg else None,
                 "taskId": context.task_id,
                 "contextId": context.context_id,
+                "authorization": context.call_context.state.get("headers", {}).get("authorization"),
+                "version": context.call_context.state.get("headers", {}).get("a2a-version"),
             }
         )
         task_id, context_id = context.task_id, context.context_id

@@ -296,7 +296,7 @@ async fn handle_rpc(
         }
         Ok(Answer::Stream(plan)) => {
             count(label, true);
-            sse(call.version, env.id, *plan)
+            sse(&call.ctx, call.version, env.id, *plan)
         }
         Err(e) => {
             count(label, false);
@@ -684,8 +684,9 @@ async fn stream_plan(call: &Call, rec: RequestRecord, initial: Value) -> Result<
 
 /// Serves a task stream: `{task}` first, then one StreamResponse per mapped event, each a
 /// JSON-RPC response with the request's id; closes after the terminal status.
-fn sse(version: Version, id: Value, plan: StreamPlan) -> Resp {
+fn sse(ctx: &ApiContext, version: Version, id: Value, plan: StreamPlan) -> Resp {
     let (tx, rx) = tokio::sync::mpsc::channel::<warp::sse::Event>(64);
+    let shutdown = ctx.hub.shutdown_signal();
     tokio::spawn(async move {
         let StreamPlan {
             record,
@@ -716,6 +717,7 @@ fn sse(version: Version, id: Value, plan: StreamPlan) -> Resp {
             // A client that went away frees its subscriber slot at once, not at the next event.
             let item = tokio::select! {
                 _ = tx.closed() => return,
+                _ = shutdown.cancelled() => return,
                 item = events.next() => match item {
                     Some(i) => i,
                     None => return,
