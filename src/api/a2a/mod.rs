@@ -639,30 +639,39 @@ async fn send_message(call: &Call, params: Value, streaming: bool) -> Result<Ans
     // The message is the task's history. A resent message (same messageId) found its task
     // again: nothing more to record, and its push config is already registered.
     let first_time = hub.task_messages(&rec.id).await?.is_empty();
-    if first_time {
-        if let Some(m) = message.as_object_mut() {
-            m.insert("taskId".into(), json!(rec.id));
-            m.insert("contextId".into(), json!(convert::context_id(&rec)));
-            m.entry("role").or_insert(json!("ROLE_USER"));
+    let record_history = async {
+        if first_time {
+            if let Some(m) = message.as_object_mut() {
+                m.insert("taskId".into(), json!(rec.id));
+                m.insert("contextId".into(), json!(convert::context_id(&rec)));
+                m.entry("role").or_insert(json!("ROLE_USER"));
+            }
+            hub.add_task_message(&rec.id, &message).await?;
+            if let Some(cfg) = push {
+                hub.create_push_config(&call.principal, &rec.id, cfg, true)
+                    .await?;
+            }
         }
-        hub.add_task_message(&rec.id, &message).await?;
-        if let Some(cfg) = push {
-            hub.create_push_config(&call.principal, &rec.id, cfg, true)
-                .await?;
-        }
-    }
+        Ok::<(), RpcError>(())
+    };
     if streaming {
+        record_history.await?;
         let history = hub.task_messages(&rec.id).await?;
         let initial = convert::initial_task(&rec, history);
         return stream_plan(call, rec, initial).await;
     }
     let rec = if conf.return_immediately {
+        record_history.await?;
         rec
     } else {
+        // The history commit shares its fsync with the job's first commits.
         let max = hub.config().max_wait;
-        super::wait_for(hub, &call.principal, &rec.id, max, |_| async {})
-            .await?
-            .0
+        let (recorded, waited) = tokio::join!(
+            record_history,
+            super::wait_for(hub, &call.principal, &rec.id, max, |_| async {})
+        );
+        recorded?;
+        waited?.0
     };
     let task = render_task(call, &rec, history_len, true).await?;
     Ok(Answer::Json(match call.version {
