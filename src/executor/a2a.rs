@@ -14,8 +14,9 @@
 //!
 //! Input → message: a string is one text part; an object's `text` (or the contents of its
 //! `messages`) becomes a text part and its other fields one data part; anything else is one
-//! data part. The message metadata names the capability (`{"capability": …}`), which another
-//! a2a-mcp hub uses to pick the capability. The result is
+//! data part. The message metadata names the capability as the skill (`{"skillId": …}`; the
+//! capabilities of an imported agent are the card's skills), which another a2a-mcp hub uses to
+//! pick the capability (on an agent's URL) or the agent (on the hub's URL). The result is
 //! `{remoteTaskId, text?, data?, artifacts, statusMessage?}` (or `{text?, data?, message}` when
 //! the peer answers with a message instead of a task).
 
@@ -313,7 +314,7 @@ pub fn input_to_message(ctx: &ExecContext, input: &Value) -> Value {
         "messageId": format!("{}-{}", ctx.request_id, ctx.attempt),
         "role": "ROLE_USER",
         "parts": parts,
-        "metadata": { "capability": ctx.capability },
+        "metadata": { "skillId": ctx.capability },
     })
 }
 
@@ -708,7 +709,7 @@ mod tests {
         let m = input_to_message(&ctx(), &json!({"text": "hi", "n": 1}));
         assert_eq!(m["parts"], json!([{"text": "hi"}, {"data": {"n": 1}}]));
         assert_eq!(m["messageId"], "r-1");
-        assert_eq!(m["metadata"]["capability"], "chat");
+        assert_eq!(m["metadata"]["skillId"], "chat");
         let m = input_to_message(
             &ctx(),
             &json!({"messages": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]}),

@@ -869,7 +869,7 @@ async fn a2a_executor_streams_a_remote_agent() {
     let last = got.last().unwrap();
     assert_eq!(last["text"], "hello remote world");
     assert_eq!(last["data"], json!([{"mood": "loud"}]));
-    assert_eq!(last["metadata"]["capability"], "shout");
+    assert_eq!(last["metadata"]["skillId"], "shout");
     th.stop().await;
 }
 
@@ -1084,34 +1084,97 @@ async fn stored_events(th: &TestHub, id: &str) -> Vec<Value> {
         .collect()
 }
 
+/// Runs `a2a-mcp --data-dir DIR ARGS…`; returns (success, stdout, stderr).
+async fn cli(dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let o = tokio::process::Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir)
+        .arg("--catalog-dir")
+        .arg(repo_dir().join("data/catalog"))
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn import_card_cli_offline_and_through_a_running_server() {
+    let upstream = TestHub::start().await;
+    let card = format!("{}/a2a/echo/.well-known/agent-card.json", base(&upstream));
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+
+    // Offline: straight into the store.
+    let (ok, out, err) = cli(&state, &["agents", "import-card", &card, "--id", "up"]).await;
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("imported up from") && out.contains("chat"),
+        "{out}"
+    );
+    let (ok, out, _) = cli(&state, &["agents", "import-card", &card, "--id", "up"]).await;
+    assert!(
+        !ok && out.is_empty(),
+        "a second import without --replace is refused"
+    );
+    let (ok, _, err) = cli(&state, &["agents", "import-card", "http://127.0.0.1:9/"]).await;
+    assert!(!ok && err.contains("cannot read the Agent Card"), "{err}");
+
+    // Online: the server holds the store, the CLI goes through its API.
+    let mut bin = TestBinary::serve(&state, &[]).await;
+    let api = format!("http://{}", bin.api);
+    let (ok, out, err) = cli(
+        &state,
+        &[
+            "agents",
+            "import-card",
+            &base(&upstream),
+            "--id",
+            "up2",
+            "--url",
+            &api,
+        ],
+    )
+    .await;
+    assert!(ok, "{out}{err}");
+    assert!(err.contains("using its API"), "{err}");
+    let (ok, out, _) = cli(&state, &["agents", "list", "--url", &api]).await;
+    assert!(
+        ok && out.contains("up ") && out.contains("up2") && out.contains("a2a"),
+        "{out}"
+    );
+    for id in ["up", "up2"] {
+        let (s, v) = post(
+            &bin.rest(&format!("/agents/{id}/invoke")),
+            json!({"input": {"messages": [{"role": "user", "content": "via cli"}]}, "wait": true}),
+        )
+        .await;
+        assert_eq!(
+            (s, v["result"]["text"].as_str()),
+            (200, Some("via cli")),
+            "{v}"
+        );
+    }
+    let (ok, _, err) = cli(
+        &state,
+        &["agents", "import-card", &card, "--id", "up2", "--url", &api],
+    )
+    .await;
+    assert!(!ok && err.contains("already exists"), "{err}");
+    assert!(bin.sigterm_and_wait().await.success());
+    upstream.stop().await;
+}
+
 #[tokio::test]
 async fn hub_to_hub_and_mcp_bridge() {
     // One hub hosts another hub's echo agent over A2A (our client against our server).
     let upstream = TestHub::start().await;
     let th = TestHub::start().await;
     let card = format!("{}/a2a/echo/.well-known/agent-card.json", base(&upstream));
-    let (s, out, _) = {
-        let o = tokio::process::Command::new(BIN)
-            .args(["--data-dir", th.dir.path().join("cli").to_str().unwrap()])
-            .args([
-                "--catalog-dir",
-                repo_dir().join("data/catalog").to_str().unwrap(),
-            ])
-            .args(["agents", "import-card", &card, "--id", "upstream-echo"])
-            .output()
-            .await
-            .unwrap();
-        (
-            o.status,
-            String::from_utf8_lossy(&o.stdout).into_owned(),
-            String::from_utf8_lossy(&o.stderr).into_owned(),
-        )
-    };
-    assert!(s.success(), "import-card: {out}");
-    assert!(
-        out.contains("imported upstream-echo") && out.contains("chat"),
-        "{out}"
-    );
     // The same through MCP, into the running hub, then invoke it with progress.
     let remote = RemoteAgent::start(&[]).await;
     let py = run_python("a2a_mcp_bridge.py", &[th.mcp_url(), remote.card_url()]).await;

@@ -6,7 +6,7 @@
 //! same URL), capabilities, default modes, one skill per capability, and the 0.3 top-level
 //! fields (`url`, `preferredTransport`, `protocolVersion: "0.3"`) so 0.3 readers work. The
 //! hub's card (`/.well-known/agent-card.json`) points at `/a2a` and lists every enabled agent
-//! as a skill (skill id = agent id; name it in `message.metadata.agentId`).
+//! as a skill (skill id = agent id; name it in `message.metadata.agentId` or `skillId`).
 //!
 //! Security: [`security`] returns the schemes and requirements to advertise; it is empty
 //! while the hub has no authentication, and is the one place to wire API keys in.
@@ -126,7 +126,7 @@ pub fn hub_card(ctx: &ApiContext, agents: &[std::sync::Arc<AgentEntry>], base: &
         .collect();
     let card = json!({
         "name": "a2a-mcp hub",
-        "description": "An a2a-mcp agent hub. Every skill is a hosted agent: name it in message.metadata.agentId, or use the agent's own card at /a2a/{agentId}/.well-known/agent-card.json.",
+        "description": "An a2a-mcp agent hub. Every skill is a hosted agent: name it in message.metadata.agentId (or skillId), or use the agent's own card at /a2a/{agentId}/.well-known/agent-card.json.",
         "version": env!("CARGO_PKG_VERSION"),
         "supportedInterfaces": interfaces(&url),
         "provider": provider(base),

@@ -5,7 +5,7 @@
 //! - `GET /a2a/{agentId}/.well-known/agent-card.json` — one agent's card;
 //! - `POST /a2a/{agentId}` — JSON-RPC for that agent, 1.0 and 0.3 method names;
 //! - `POST /a2a` — JSON-RPC for the whole hub (`SendMessage` names the agent in
-//!   `message.metadata.agentId`).
+//!   `message.metadata.agentId` or `skillId`).
 //!
 //! Tasks are hub requests (task id = request id, context id = session id): `SendMessage`
 //! invokes, `GetTask` reads the record and its events, `CancelTask` cancels, the streaming
@@ -552,10 +552,11 @@ async fn send_message(call: &Call, params: Value, streaming: bool) -> Result<Ans
     let msg_meta = msg.get("metadata").and_then(Value::as_object);
     let params_meta = p.metadata.as_ref();
 
-    // Which agent and capability.
+    // Which agent and capability. A skill id means a capability on an agent's URL (its card's
+    // skills are capabilities) and an agent on the hub's URL (its card's skills are agents).
     let agent = match &call.agent {
         Some(a) => a.clone(),
-        None => match meta_str(msg_meta, params_meta, &["agentId", "agent"]) {
+        None => match meta_str(msg_meta, params_meta, &["agentId", "agent", "skillId"]) {
             Some(id) => hub.agent(id)?,
             None => {
                 let enabled = hub.list_agents(false);
@@ -565,7 +566,7 @@ async fn send_message(call: &Call, params: Value, streaming: bool) -> Result<Ans
                         return Err(RpcError::new(
                             code::INVALID_PARAMS,
                             format!(
-                                "name the agent in message.metadata.agentId (one of: {}), or use the agent's own URL /a2a/{{agentId}}",
+                                "name the agent in message.metadata.agentId or skillId (one of: {}), or use the agent's own URL /a2a/{{agentId}}",
                                 enabled
                                     .iter()
                                     .map(|a| a.spec.id.as_str())
@@ -578,8 +579,13 @@ async fn send_message(call: &Call, params: Value, streaming: bool) -> Result<Ans
             }
         },
     };
+    let capability_keys: &[&str] = if call.agent.is_some() {
+        &["capability", "skillId"]
+    } else {
+        &["capability"]
+    };
     let capability =
-        match meta_str(msg_meta, params_meta, &["capability", "skillId", "skill"]) {
+        match meta_str(msg_meta, params_meta, capability_keys) {
             Some(c) => agent.resolve_capability(Some(c))?,
             None => agent.spec.capabilities.first().ok_or_else(|| {
                 RpcError::new(code::INTERNAL_ERROR, "the agent has no capabilities")
