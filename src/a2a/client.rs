@@ -167,7 +167,7 @@ impl HttpClient {
         })
     }
 
-    /// GET a JSON document.
+    /// GET a JSON document, following up to 5 redirects.
     pub async fn get_json(
         &self,
         url: &str,
@@ -175,19 +175,36 @@ impl HttpClient {
     ) -> Result<Value, ClientError> {
         let mut extra: Vec<(&str, String)> = extra.to_vec();
         extra.push(("accept", "application/json".into()));
-        let req = self.request(http::Method::GET, url, &extra, Bytes::new())?;
-        let resp = self.send(req).await?;
-        let status = resp.status();
-        let body = read_limited(resp.into_body(), url).await?;
-        if !status.is_success() {
-            return Err(ClientError::Status {
-                url: url.to_string(),
-                status: status.as_u16(),
-                body: snippet(&body),
+        let mut url = url.to_string();
+        for _ in 0..=5 {
+            let req = self.request(http::Method::GET, &url, &extra, Bytes::new())?;
+            let resp = self.send(req).await?;
+            let status = resp.status();
+            if status.is_redirection()
+                && let Some(next) = resp
+                    .headers()
+                    .get(http::header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|l| resolve(&url, l))
+            {
+                url = next;
+                continue;
+            }
+            let body = read_limited(resp.into_body(), &url).await?;
+            if !status.is_success() {
+                return Err(ClientError::Status {
+                    url,
+                    status: status.as_u16(),
+                    body: snippet(&body),
+                });
+            }
+            return serde_json::from_slice(&body).map_err(|e| {
+                ClientError::Protocol(format!("{url} did not answer with JSON: {e}"))
             });
         }
-        serde_json::from_slice(&body)
-            .map_err(|e| ClientError::Protocol(format!("{url} did not answer with JSON: {e}")))
+        Err(ClientError::Transport(format!(
+            "{url}: too many redirects (more than 5)"
+        )))
     }
 
     /// POST a JSON body and return the raw response.
@@ -249,6 +266,23 @@ fn snippet(body: &[u8]) -> String {
     } else {
         s.to_string()
     }
+}
+
+/// `reference` made absolute against `base`: absolute URLs as they are; `//host/…` and
+/// `/path` against `base`'s scheme and authority. Other relative forms are not supported.
+pub fn resolve(base: &str, reference: &str) -> Option<String> {
+    if reference.starts_with("http://") || reference.starts_with("https://") {
+        return Some(reference.to_string());
+    }
+    let b: http::Uri = base.parse().ok()?;
+    let scheme = b.scheme_str()?;
+    if let Some(rest) = reference.strip_prefix("//") {
+        return Some(format!("{scheme}://{rest}"));
+    }
+    if reference.starts_with('/') {
+        return Some(format!("{scheme}://{}{reference}", b.authority()?));
+    }
+    None
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -322,7 +356,10 @@ impl Peer {
                 continue;
             }
             let (Some(url), Some(v)) = (
-                iface.get("url").and_then(Value::as_str),
+                iface
+                    .get("url")
+                    .and_then(Value::as_str)
+                    .and_then(|u| resolve(card_at, u)),
                 iface
                     .get("protocolVersion")
                     .and_then(Value::as_str)
@@ -330,10 +367,13 @@ impl Peer {
             ) else {
                 continue;
             };
-            candidates.push((url.to_string(), v));
+            candidates.push((url, v));
         }
         if candidates.is_empty()
-            && let Some(url) = card.get("url").and_then(Value::as_str)
+            && let Some(url) = card
+                .get("url")
+                .and_then(Value::as_str)
+                .and_then(|u| resolve(card_at, u))
         {
             let transport = card
                 .get("preferredTransport")
@@ -345,7 +385,7 @@ impl Peer {
                 .and_then(Version::parse)
                 .unwrap_or(Version::V03);
             if transport.eq_ignore_ascii_case("JSONRPC") {
-                candidates.push((url.to_string(), version));
+                candidates.push((url, version));
             }
         }
         let pick = candidates
@@ -565,6 +605,15 @@ mod tests {
     }
 
     #[test]
+    fn references_resolve() {
+        let b = "https://h:8/a/card.json";
+        assert_eq!(resolve(b, "http://x/y").as_deref(), Some("http://x/y"));
+        assert_eq!(resolve(b, "/rpc").as_deref(), Some("https://h:8/rpc"));
+        assert_eq!(resolve(b, "//o/rpc").as_deref(), Some("https://o/rpc"));
+        assert_eq!(resolve(b, "rpc"), None);
+    }
+
+    #[test]
     fn interface_choice_prefers_1_0() {
         let card = json!({
             "name": "x", "capabilities": {"streaming": true},
@@ -585,6 +634,9 @@ mod tests {
             (p.url.as_str(), p.version, p.streaming),
             ("http://o/rpc", Version::V03, false)
         );
+        let rel = json!({"supportedInterfaces": [{"url": "/rpc", "protocolVersion": "1.0"}]});
+        let p = Peer::from_card(&rel, "http://r:1/.well-known/agent-card.json").unwrap();
+        assert_eq!(p.url, "http://r:1/rpc");
         let grpc = json!({"supportedInterfaces": [{"url": "g", "protocolBinding": "GRPC", "protocolVersion": "1.0"}]});
         assert!(
             Peer::from_card(&grpc, "c")

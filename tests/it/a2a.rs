@@ -822,12 +822,12 @@ async fn streaming_can_be_switched_off() {
 async fn a2a_executor_streams_a_remote_agent() {
     let remote = RemoteAgent::start(&[]).await;
     let th = TestHub::start().await;
-    // Imported from the card through the hub: capabilities are the skills.
+    // Imported from the card through the hub (behind a redirect): capabilities are the skills.
     let entry = th
         .hub
         .import_agent_card(
             &a2a_mcp::model::Principal::anonymous(),
-            &remote.base,
+            &format!("{}/moved-card.json", remote.base),
             Some("remote"),
             false,
         )

@@ -19,6 +19,7 @@ Test hooks (plain JSON, not A2A):
   GET /test/received  every message the agent received:
                       {text, data, metadata, taskId, contextId, authorization, version}
   GET /test/cancels   ids of the tasks whose cancel reached the agent
+  GET /moved-card.json  301 to the card (redirects are followed when reading cards)
 """
 
 import asyncio
@@ -28,7 +29,7 @@ import sys
 import uvicorn
 from google.protobuf.json_format import MessageToDict
 from starlette.applications import Starlette
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, RedirectResponse
 from starlette.routing import Route
 
 from a2a.server.agent_execution import AgentExecutor, RequestContext
@@ -168,6 +169,7 @@ async def main() -> None:
         *create_jsonrpc_routes(handler, rpc_url="/rpc", enable_v0_3_compat=True),
         Route("/test/received", received),
         Route("/test/cancels", cancels),
+        Route("/moved-card.json", lambda _r: RedirectResponse("/.well-known/agent-card.json", 301)),
     ]
     app = Starlette(routes=routes)
     config = uvicorn.Config(
