@@ -687,6 +687,18 @@ async fn a2a_tasks_are_hub_requests() {
         rid.as_str(),
         "no session: the task is its own context"
     );
+    let (_, v) = rpc(&url, Some("1.0"), "ListTasks", json!({"contextId": rid})).await;
+    let listed: Vec<&str> = v["result"]["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        listed,
+        [rid.as_str()],
+        "listing by that context finds it: {v}"
+    );
     assert_eq!(
         t["history"][0]["parts"][0]["data"]["messages"][0]["content"],
         "from rest"

@@ -921,6 +921,31 @@ async fn list_tasks(call: &Call, params: Value) -> Result<Answer, RpcError> {
         limit: 0,
     };
     let hub = &call.ctx.hub;
+    // A request made without a session is its own context.
+    if let Some(ctx_id) = &base.session_id
+        && let Ok(rec) = hub.get_status(&call.principal, ctx_id).await
+        && rec.session_id.is_none()
+    {
+        let matches = base.agent_id.as_ref().is_none_or(|a| *a == rec.agent_id)
+            && (base.states.is_empty() || base.states.contains(&rec.state))
+            && keep(&rec)
+            && p.page_token.as_deref().is_none_or(|t| t.is_empty());
+        let mut tasks = Vec::new();
+        if matches {
+            tasks.push(
+                render_task(
+                    call,
+                    &rec,
+                    history_len,
+                    p.include_artifacts.unwrap_or(false),
+                )
+                .await?,
+            );
+        }
+        return Ok(Answer::Json(json!({
+            "tasks": tasks, "nextPageToken": "", "pageSize": page_size, "totalSize": tasks.len(),
+        })));
+    }
     // The page (one extra to know whether there is more).
     let mut page: Vec<RequestRecord> = Vec::new();
     let mut cursor = p.page_token.filter(|t| !t.is_empty());
