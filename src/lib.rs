@@ -1,8 +1,10 @@
 //! a2a-mcp: a production agent hub. See `docs/ARCHITECTURE.md` for a reading order.
 //!
 //! Modules in one-way dependency order: `model` → `store` → `bus` → `executor` → `hub` →
-//! `api` / `server` / `cli`.
+//! `api` / `server` / `cli`. `a2a` (A2A protocol shapes and HTTP client) depends on `model` only
+//! and is used by the `a2a` executor, the hub (card import, push delivery) and `api::a2a`.
 
+pub mod a2a;
 pub mod api;
 pub mod backup;
 pub mod bus;

@@ -292,6 +292,14 @@ pub static PUSH_DELIVERIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
+pub static A2A_RPC_CALLS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "a2a_a2a_rpc_calls_total",
+        "A2A JSON-RPC calls served, by method (1.0 name) and outcome (ok, error).",
+        &["method", "outcome"],
+    )
+});
+
 /// Forces every metric into existence so `/metrics` lists them from the first scrape.
 pub fn init() {
     BUILD_INFO
@@ -330,6 +338,7 @@ pub fn init() {
     LazyLock::force(&BACKUP_SIZE);
     LazyLock::force(&BACKUP_FAILURES);
     LazyLock::force(&PUSH_DELIVERIES);
+    LazyLock::force(&A2A_RPC_CALLS);
     // Labelled families show up once they have a child; create the common ones at zero so
     // alert rules and dashboards find every series from the first scrape.
     for status in ["done", "error", "canceled"] {

@@ -113,6 +113,8 @@ pub enum ExecutorSpec {
     Builtin { name: String },
     /// A local program speaking NDJSON on stdout (DESIGN.md §4).
     Process(ProcessSpec),
+    /// A remote A2A agent (`src/executor/a2a.rs`).
+    A2a(A2aSpec),
 }
 
 impl ExecutorSpec {
@@ -120,6 +122,7 @@ impl ExecutorSpec {
         match self {
             ExecutorSpec::Builtin { .. } => "builtin",
             ExecutorSpec::Process(_) => "process",
+            ExecutorSpec::A2a(_) => "a2a",
         }
     }
 }
@@ -166,6 +169,22 @@ pub struct ProcessLimits {
     /// Processes of the user (RLIMIT_NPROC), a fork-bomb guard.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub processes: Option<u64>,
+}
+
+/// Settings of an `a2a` agent: a remote A2A agent reached over JSON-RPC.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct A2aSpec {
+    /// The remote agent's Agent Card URL, or its base URL (the card is then read from
+    /// `<url>/.well-known/agent-card.json`). `http://` or `https://`.
+    pub url: String,
+    /// Wall-clock limit per invocation (default 300 s); the remote task is canceled on expiry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// Extra HTTP headers sent with every request to the remote agent (e.g. `Authorization`).
+    /// Stored with the agent definition: prefer a network-level credential where possible.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
 }
 
 /// An agent definition, as in the catalog and the deploy API.
@@ -247,6 +266,17 @@ impl AgentSpec {
             return Err(HubError::new(
                 ErrorCode::InvalidParams,
                 format!("agent {:?}: executor.command must name a program", self.id),
+            ));
+        }
+        if let ExecutorSpec::A2a(a) = &self.executor
+            && !(a.url.starts_with("http://") || a.url.starts_with("https://"))
+        {
+            return Err(HubError::new(
+                ErrorCode::InvalidParams,
+                format!(
+                    "agent {:?}: executor.url must be an http:// or https:// URL (the remote Agent Card or its base URL), got {:?}",
+                    self.id, a.url
+                ),
             ));
         }
         Ok(())

@@ -2,9 +2,10 @@
 //! with a tower-level dispatch that sends `/mcp` to rmcp's Streamable HTTP service and
 //! everything else to the warp filter tree, on the same port (STACK.md §3).
 //!
-//! Two listeners: the public API (`STREAM_PORT`: `/mcp`, `/stream`, `/api/v1`) and operations
-//! (`METRICS_PORT`: `/healthz`, `/readyz`, `/metrics`, `/api/agent`). Both speak TLS when a
-//! certificate is configured (the ops port can opt out with `A2A_OPS_TLS=off`).
+//! Two listeners: the public API (`STREAM_PORT`: `/mcp`, `/stream`, `/api/v1`, `/a2a`,
+//! `/.well-known/agent-card.json`) and operations (`METRICS_PORT`: `/healthz`, `/readyz`,
+//! `/metrics`, `/api/agent`). Both speak TLS when a certificate is configured (the ops port can
+//! opt out with `A2A_OPS_TLS=off`).
 //!
 //! On the API listener every request is authenticated here, once, before any handler runs:
 //! the credential (`Authorization: Bearer`, or `token=` on stream routes) becomes a
@@ -80,10 +81,10 @@ fn route_group(path: &str) -> &'static str {
         "mcp"
     } else if path.starts_with("/stream") {
         "stream"
+    } else if path == "/a2a" || path.starts_with("/a2a/") || path.starts_with("/.well-known/") {
+        "a2a"
     } else if path.starts_with("/api/v1") {
         "rest"
-    } else if path.starts_with("/a2a") || path.starts_with("/.well-known") {
-        "a2a"
     } else if path.starts_with("/healthz") || path.starts_with("/readyz") {
         "health"
     } else if path.starts_with("/metrics") {
@@ -152,7 +153,8 @@ fn full(body: String) -> BoxBody<Bytes, BoxError> {
 /// An authentication or rate-limit refusal, in the shape of the surface: a JSON-RPC error for
 /// MCP, the error registry's JSON otherwise.
 fn refusal(group: &str, e: &HubError, retry_after: Option<Duration>) -> Resp {
-    let body = if group == "mcp" {
+    // MCP and A2A clients parse JSON-RPC error envelopes; everything else gets the REST shape.
+    let body = if group == "mcp" || group == "a2a" {
         let mut err = serde_json::json!({"code": e.code.rpc_code(), "message": e.message,
             "data": {"code": e.code.name()}});
         if let Some(d) = retry_after {
@@ -249,7 +251,9 @@ async fn admit(
 
 /// The whole public API as one warp filter (everything but `/mcp`).
 fn api_filter(ctx: Arc<ApiContext>) -> warp::filters::BoxedFilter<(warp::reply::Response,)> {
-    let rest = api::rest::routes(ctx.clone())
+    let rest = api::a2a::routes(ctx.clone())
+        .or(api::rest::routes(ctx.clone()))
+        .unify()
         .or(api::admin::routes(ctx.clone()))
         .unify()
         .boxed();
@@ -333,7 +337,7 @@ pub async fn start_api(ctx: Arc<ApiContext>, addr: SocketAddr) -> std::io::Resul
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     ctx.set_stream_base_tls(bound, tls.is_some());
-    if let Some(base) = ctx.http_base() {
+    if let Some(base) = ctx.public_base_url() {
         ctx.hub.set_hub_url(base);
     }
     let cfg = &ctx.config;

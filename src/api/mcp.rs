@@ -157,8 +157,16 @@ struct GetStatusArgs {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct DeployAgentArgs {
     /// The agent definition (id, name, capabilities with JSON Schemas, executor, ...),
-    /// as in a catalog file.
-    agent: Map<String, Value>,
+    /// as in a catalog file. Give this or `cardUrl`.
+    #[serde(default)]
+    agent: Option<Map<String, Value>>,
+    /// Instead of `agent`: the URL of a remote A2A agent (its Agent Card, or its base URL).
+    /// The hub hosts it as an `a2a` agent whose capabilities are the card's skills.
+    #[serde(default, alias = "card_url")]
+    card_url: Option<String>,
+    /// With `cardUrl`: the id to register it under (default: derived from the card's name).
+    #[serde(default)]
+    id: Option<String>,
     /// Replace an existing agent with the same id.
     #[serde(default)]
     replace: bool,
@@ -454,7 +462,7 @@ pub static TOOLS: LazyLock<Vec<Tool>> = LazyLock::new(|| {
         ),
         tool(
             "deploy_agent",
-            "Register an agent at run time (persisted). The definition has the shape of a catalog entry.",
+            "Register an agent at run time (persisted): `agent` is a definition with the shape of a catalog entry, or `cardUrl` names a remote A2A agent to host (its skills become capabilities).",
             input_schema::<DeployAgentArgs>(),
             agent_schema(),
             rw(false, true),
@@ -745,9 +753,23 @@ impl McpServer {
                 Err(e) => Err(e),
             },
             "deploy_agent" => match parse::<DeployAgentArgs>(name, args) {
-                Ok(a) => match serde_json::from_value::<AgentSpec>(Value::Object(a.agent)) {
+                Ok(DeployAgentArgs {
+                    agent: None,
+                    card_url: Some(url),
+                    id,
+                    replace,
+                }) => hub
+                    .import_agent_card(&p, &url, id.as_deref(), replace)
+                    .await
+                    .map(|x| agent_view(&x, true)),
+                Ok(DeployAgentArgs {
+                    agent: Some(agent),
+                    card_url: None,
+                    id: None,
+                    replace,
+                }) => match serde_json::from_value::<AgentSpec>(Value::Object(agent)) {
                     Ok(spec) => hub
-                        .deploy_agent(&p, spec, a.replace)
+                        .deploy_agent(&p, spec, replace)
                         .await
                         .map(|x| agent_view(&x, true)),
                     Err(e) => Err(HubError::new(
@@ -755,6 +777,10 @@ impl McpServer {
                         format!("`agent` is not a valid agent definition: {e}"),
                     )),
                 },
+                Ok(_) => Err(HubError::new(
+                    ErrorCode::InvalidParams,
+                    "give either `agent` (a definition) or `cardUrl` (a remote A2A agent, optionally with `id`)",
+                )),
                 Err(e) => Err(e),
             },
             "update_agent" => match parse::<UpdateAgentArgs>(name, args) {

@@ -1,5 +1,6 @@
 //! Transport adapters: each parses, authorises, calls one hub method and renders the answer.
 //!
+//! - `a2a`: A2A JSON-RPC at `/a2a/{agentId}` (and `/a2a`), Agent Cards, SSE task streams.
 //! - `mcp`: the MCP server (rmcp), on stdio and on Streamable HTTP at `/mcp`.
 //! - `ws`: WebSocket streams at `/stream`.
 //! - `rest`: JSON REST at `/api/v1` (with SSE event streams).
@@ -9,6 +10,7 @@
 //! that render hub errors. Adapters must not hold business rules; if two need the same logic
 //! it belongs in the hub.
 
+pub mod a2a;
 pub mod admin;
 pub mod mcp;
 pub mod ops;
@@ -63,6 +65,18 @@ impl ApiContext {
         }
     }
 
+    /// `http://host:port` (or `https://…`) clients use to reach the API listener: the
+    /// configured public URL (`A2A_PUBLIC_URL`), else derived from the bound address. Used for
+    /// the `url`s of Agent Cards. `None` before a listener is bound.
+    pub fn public_base_url(&self) -> Option<String> {
+        self.stream_base.read().as_ref().map(|b| {
+            b.replacen("wss://", "https://", 1)
+                .replacen("ws://", "http://", 1)
+                .trim_end_matches('/')
+                .to_string()
+        })
+    }
+
     /// Sets the stream base from the bound address (or the configured public URL).
     pub fn set_stream_base(&self, bound: std::net::SocketAddr) {
         let base = match &self.config.public_url {
@@ -89,17 +103,6 @@ impl ApiContext {
     /// Cancelled when the hub begins shutting down.
     pub fn hub_stopping(&self) -> tokio_util::sync::CancellationToken {
         self.hub.stopping_token()
-    }
-
-    /// The HTTP base URL (`http(s)://host:port`) of the API listener, when one is running.
-    pub fn http_base(&self) -> Option<String> {
-        match &self.config.public_url {
-            Some(u) => Some(u.clone()),
-            None => self.stream_base.read().as_ref().map(|b| {
-                b.replacen("wss://", "https://", 1)
-                    .replacen("ws://", "http://", 1)
-            }),
-        }
     }
 }
 
@@ -215,12 +218,21 @@ pub fn agent_view(a: &crate::hub::AgentEntry, detailed: bool) -> Value {
         },
     });
     if detailed && let Value::Object(m) = &mut v {
-        m.insert(
-            "definition".into(),
-            serde_json::to_value(&a.spec).unwrap_or(Value::Null),
-        );
+        let mut def = serde_json::to_value(&a.spec).unwrap_or(Value::Null);
+        redact_definition(&mut def);
+        m.insert("definition".into(), def);
     }
     v
+}
+
+/// Hides secrets of an agent definition in views: the values of an `a2a` executor's extra
+/// headers (they usually carry credentials for the remote agent).
+fn redact_definition(def: &mut Value) {
+    if let Some(Value::Object(h)) = def.pointer_mut("/executor/headers") {
+        for v in h.values_mut() {
+            *v = Value::String("***".into());
+        }
+    }
 }
 
 /// Whether a browser `Origin` may use the API: absent (not a browser), loopback, the same

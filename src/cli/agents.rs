@@ -1,4 +1,4 @@
-//! `a2a-mcp agents list|deploy|remove`.
+//! `a2a-mcp agents list|deploy|remove|import-card`.
 //!
 //! Offline (no server holds the store): reads and writes the store directly, with the same
 //! validation and records as the running hub. When a server holds the store, the command
@@ -41,6 +41,39 @@ pub enum AgentsCommand {
         #[arg(long)]
         url: Option<String>,
     },
+    /// Host a remote A2A agent: read its Agent Card and register an `a2a` agent whose
+    /// capabilities are the card's skills.
+    ImportCard {
+        /// The remote Agent Card URL, or the remote agent's base URL
+        /// (the card is then read from <URL>/.well-known/agent-card.json).
+        card_url: String,
+        /// Id to register the agent under (default: derived from the card's name).
+        #[arg(long)]
+        id: Option<String>,
+        /// Replace an agent that already exists with that id.
+        #[arg(long)]
+        replace: bool,
+        /// API base of a running server (default: the configured STREAM_HOST:STREAM_PORT).
+        #[arg(long)]
+        url: Option<String>,
+    },
+}
+
+async fn imported_spec(card_url: &str, id: Option<&str>) -> Result<AgentSpec, String> {
+    crate::executor::a2a::import_card(card_url, id).await
+}
+
+fn print_imported(spec: &AgentSpec, card_url: &str) {
+    println!(
+        "imported {} from {card_url} ({} capabilities: {})",
+        spec.id,
+        spec.capabilities.len(),
+        spec.capabilities
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
 }
 
 fn read_specs(path: &PathBuf) -> Result<Vec<AgentSpec>, String> {
@@ -65,7 +98,8 @@ pub async fn run(config: Config, cmd: AgentsCommand) -> Exit {
     let url = match &cmd {
         AgentsCommand::List { url }
         | AgentsCommand::Deploy { url, .. }
-        | AgentsCommand::Remove { url, .. } => url.clone(),
+        | AgentsCommand::Remove { url, .. }
+        | AgentsCommand::ImportCard { url, .. } => url.clone(),
     };
     let base = url.unwrap_or_else(|| super::admin::default_api_base(&config));
     match store::open(&config) {
@@ -137,6 +171,24 @@ async fn offline(hub: &Hub, cmd: AgentsCommand) -> Exit {
             }
             Exit::Ok
         }
+        AgentsCommand::ImportCard {
+            card_url,
+            id,
+            replace,
+            ..
+        } => {
+            let spec = match imported_spec(&card_url, id.as_deref()).await {
+                Ok(s) => s,
+                Err(e) => return Exit::Failed(e),
+            };
+            match hub.deploy_agent(&me, spec.clone(), replace).await {
+                Ok(_) => {
+                    print_imported(&spec, &card_url);
+                    Exit::Ok
+                }
+                Err(e) => Exit::Failed(format!("{}: {}", spec.id, e.message)),
+            }
+        }
         AgentsCommand::Remove { id, .. } => match hub.remove_agent(&me, &id).await {
             Ok(()) => {
                 println!("removed {id}");
@@ -187,6 +239,29 @@ async fn online(base: &str, cmd: AgentsCommand) -> Exit {
                 println!("deployed {}", spec.id);
             }
             Exit::Ok
+        }
+        AgentsCommand::ImportCard {
+            card_url,
+            id,
+            replace,
+            ..
+        } => {
+            let spec = match imported_spec(&card_url, id.as_deref()).await {
+                Ok(s) => s,
+                Err(e) => return Exit::Failed(e),
+            };
+            let body = match serde_json::to_value(&spec) {
+                Ok(b) => b,
+                Err(e) => return Exit::Failed(e.to_string()),
+            };
+            let url = format!("{api}/agents?replace={replace}");
+            match call(http::Method::POST, url, token, Some(body)).await {
+                Ok(_) => {
+                    print_imported(&spec, &card_url);
+                    Exit::Ok
+                }
+                Err(e) => Exit::Failed(format!("{}: {e}", spec.id)),
+            }
         }
         AgentsCommand::Remove { id, .. } => {
             match call(

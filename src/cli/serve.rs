@@ -86,6 +86,14 @@ fn summary(config: &Config, hub: &Hub, api: Option<&Listener>, ops: Option<&List
             line("stream", format!("{ws}://{}/stream", api.addr));
         }
         line("rest", format!("{}://{}/api/v1", api.scheme(), api.addr));
+        line(
+            "a2a",
+            format!(
+                "{}://{}/.well-known/agent-card.json  /a2a/{{agentId}}",
+                api.scheme(),
+                api.addr
+            ),
+        );
     }
     if let Some(ops) = ops {
         line(

@@ -10,6 +10,7 @@
 //! future. Remote kinds (`a2a`, `http`, `mcp`) fit the same trait: they stream chunks into
 //! the sink and forward cancellation to their peer.
 
+pub mod a2a;
 pub mod builtin;
 pub mod process;
 
@@ -93,5 +94,6 @@ pub fn build(spec: &AgentSpec, env: &ExecutorEnv) -> Result<Arc<dyn Executor>, S
     match &spec.executor {
         ExecutorSpec::Builtin { name } => builtin::build(name),
         ExecutorSpec::Process(p) => Ok(Arc::new(process::ProcessExecutor::new(p.clone(), env)?)),
+        ExecutorSpec::A2a(a) => Ok(Arc::new(a2a::A2aExecutor::new(a.clone())?)),
     }
 }

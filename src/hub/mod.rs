@@ -11,8 +11,10 @@
 //! terminal event are committed together. The job pump of a running request is the only
 //! writer of that request's state, which is what makes a canceled job stay canceled.
 
+mod a2a;
 mod backups;
 mod invoke;
+pub mod push;
 pub mod registry;
 mod scheduler;
 pub mod security;
@@ -102,6 +104,8 @@ pub(crate) struct HubInner {
     hub_url: parking_lot::RwLock<Option<String>>,
     /// One snapshot at a time.
     backup_lock: tokio::sync::Mutex<()>,
+    /// A2A push notification delivery (`push.rs`).
+    push: push::PushState,
 }
 
 /// Status of a named background worker, for `/api/agent?action=status`.
@@ -193,6 +197,7 @@ impl Hub {
             security,
             hub_url: parking_lot::RwLock::new(None),
             backup_lock: tokio::sync::Mutex::new(()),
+            push: Default::default(),
         });
         let hub = Hub { inner };
         hub.refresh_agent_metrics();

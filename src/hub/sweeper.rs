@@ -61,10 +61,10 @@ pub(super) async fn sweep_once(
             break;
         }
         let n = ids.len();
-        store
-            .write(ids.into_iter().map(Op::DeleteRequest).collect())
-            .await
-            .map_err(|e| e.to_string())?;
+        // A2A history and push configs of these requests go with them.
+        let mut ops = hub.a2a_cleanup_ops(&ids).await.map_err(|e| e.message)?;
+        ops.extend(ids.into_iter().map(Op::DeleteRequest));
+        store.write(ops).await.map_err(|e| e.to_string())?;
         metrics::SWEPT
             .with_label_values(&["request"])
             .inc_by(n as u64);

@@ -57,15 +57,18 @@ pub enum Aux {
     Audit,
     /// A2A push notification configs, keyed by `taskId/configId`.
     PushConfigs,
+    /// A2A messages of a task (its history), keyed by `taskId/seq` (seq zero-padded).
+    TaskMessages,
 }
 
 impl Aux {
-    pub const ALL: [Aux; 5] = [
+    pub const ALL: [Aux; 6] = [
         Aux::ApiKeys,
         Aux::Grants,
         Aux::PermissionRequests,
         Aux::Audit,
         Aux::PushConfigs,
+        Aux::TaskMessages,
     ];
 
     /// Stable name, used as the table name by backends and in snapshots.
@@ -76,6 +79,7 @@ impl Aux {
             Aux::PermissionRequests => "permission_requests",
             Aux::Audit => "audit",
             Aux::PushConfigs => "push_configs",
+            Aux::TaskMessages => "task_messages",
         }
     }
 

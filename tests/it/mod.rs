@@ -1,3 +1,4 @@
+pub mod a2a;
 pub mod artifacts;
 pub mod backup;
 pub mod bad_input;

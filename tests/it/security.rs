@@ -932,3 +932,132 @@ async fn production_refuses_an_open_listener_until_a_key_exists() {
     let status = b.sigterm_and_wait().await;
     assert!(status.success());
 }
+
+/// One A2A 1.0 JSON-RPC call with an optional key; returns (status, answer, headers).
+async fn a2a(
+    th: &TestHub,
+    token: Option<&str>,
+    method: &str,
+    params: Value,
+) -> (u16, Value, http::HeaderMap) {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![("a2a-version", "1.0")];
+    if let Some(a) = &auth {
+        headers.push(("authorization", a.as_str()));
+    }
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+    http(
+        "POST",
+        &format!("http://{}/a2a/echo", th.api),
+        Some(body),
+        &headers,
+    )
+    .await
+}
+
+fn a2a_message(text: &str) -> Value {
+    json!({"message": {"messageId": format!("m-{text}"), "role": "ROLE_USER",
+        "parts": [{"text": text}]}, "configuration": {"returnImmediately": false}})
+}
+
+#[tokio::test]
+async fn a2a_surface_enforces_keys_roles_and_ownership() {
+    let th = TestHub::start_with(&[("auth", "required")]).await;
+    let admin_k = key(&th, Role::Admin).await;
+    let alice = key(&th, Role::Invoker).await;
+    let bob = key(&th, Role::Invoker).await;
+    let viewer = key(&th, Role::Viewer).await;
+
+    // The card is public and says how to authenticate.
+    let (s, card, _) = http(
+        "GET",
+        &format!("http://{}/a2a/echo/.well-known/agent-card.json", th.api),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(s, 200, "{card}");
+    assert_eq!(
+        card["securitySchemes"]["bearer"]["httpAuthSecurityScheme"]["scheme"],
+        "Bearer"
+    );
+    assert!(card["securityRequirements"][0]["schemes"]["bearer"].is_object());
+
+    // No key, a bad key: 401 with a JSON-RPC error body and a challenge; nothing runs.
+    for token in [
+        None,
+        Some("a2a_000000000000_notakeyatallnotakeyatallnotakeyatall"),
+    ] {
+        let (s, v, h) = a2a(&th, token, "SendMessage", a2a_message("anon")).await;
+        assert_eq!(s, 401, "{v}");
+        assert_eq!(v["jsonrpc"], "2.0");
+        assert!(v["error"]["message"].is_string(), "{v}");
+        assert!(
+            h["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .starts_with("Bearer")
+        );
+    }
+    assert!(
+        th.hub
+            .list_requests(&admin(), &Default::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // A viewer may read but not invoke.
+    let (s, v, _) = a2a(&th, Some(&viewer), "SendMessage", a2a_message("viewer")).await;
+    assert_eq!(s, 200);
+    assert_eq!(v["error"]["code"], 40300, "{v}");
+    assert_eq!(
+        v["error"]["data"][0]["metadata"]["errorCode"], "forbidden",
+        "{v}"
+    );
+
+    // Alice's task is hers: Bob can neither read, list nor cancel it (as on REST: forbidden).
+    let (s, v, _) = a2a(&th, Some(&alice), "SendMessage", a2a_message("alice")).await;
+    assert_eq!(s, 200, "{v}");
+    let task = v["result"]["task"].clone();
+    assert_eq!(task["status"]["state"], "TASK_STATE_COMPLETED", "{v}");
+    let tid = task["id"].as_str().unwrap().to_string();
+    let (_, v, _) = a2a(&th, Some(&alice), "GetTask", json!({"id": tid})).await;
+    assert_eq!(v["result"]["id"], tid.as_str(), "{v}");
+    for method in ["GetTask", "CancelTask"] {
+        let (_, v, _) = a2a(&th, Some(&bob), method, json!({"id": tid})).await;
+        assert_eq!(v["error"]["code"], 40300, "{method}: {v}");
+    }
+    let (_, v, _) = a2a(&th, Some(&bob), "ListTasks", json!({})).await;
+    assert_eq!(v["result"]["tasks"], json!([]), "{v}");
+    let (_, v, _) = a2a(&th, Some(&alice), "ListTasks", json!({})).await;
+    assert_eq!(v["result"]["tasks"].as_array().unwrap().len(), 1, "{v}");
+    // An admin sees every task.
+    let (_, v, _) = a2a(&th, Some(&admin_k), "GetTask", json!({"id": tid})).await;
+    assert_eq!(v["result"]["id"], tid.as_str(), "{v}");
+
+    // The decisions are audited with the A2A surface.
+    let (_, audit) = rest(&th, "GET", "/admin/audit?limit=1000", Some(&admin_k), None).await;
+    let entries = audit["entries"].as_array().unwrap();
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["action"] == "invoke" && e["outcome"] == "ok" && e["surface"] == "a2a"),
+        "{audit}"
+    );
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["action"] == "invoke" && e["outcome"] == "denied" && e["surface"] == "a2a"),
+        "{audit}"
+    );
+
+    // The official client authenticates with the key on its HTTP session.
+    let out = run_python(
+        "a2a_client_auth.py",
+        &[format!("http://{}", th.api), alice.clone()],
+    )
+    .await;
+    assert!(out.contains("ALL OK"), "{out}");
+    th.stop().await;
+}
