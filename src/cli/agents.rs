@@ -75,7 +75,7 @@ pub async fn run(config: Config, cmd: AgentsCommand) -> Exit {
         };
         format!("http://{host}:{}", config.stream_port)
     });
-    match store::open(&config) {
+    match store::open(&config).await {
         Ok(st) => {
             let r = offline(&config, st.clone(), cmd).await;
             let _ = st.close().await;

@@ -34,7 +34,7 @@ pub fn hub_config(config: &Config) -> HubConfig {
 
 /// Opens the store and starts the hub; errors are one printable line.
 pub async fn open_hub(config: &Config) -> Result<Hub, String> {
-    let store = store::open(config).map_err(|e| match e {
+    let store = store::open(config).await.map_err(|e| match e {
         StoreError::Locked(m) | StoreError::TooNew(m) => m,
         other => format!("cannot open the store: {other}"),
     })?;

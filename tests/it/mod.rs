@@ -4,5 +4,6 @@ pub mod harness;
 pub mod hub_core;
 pub mod mcp;
 pub mod process_agent;
+pub mod store_backends;
 pub mod store_conformance;
 pub mod streams;

@@ -1,0 +1,1115 @@
+//! The Postgres backend (`A2A_STORE=postgres`, cargo feature `postgres`).
+//!
+//! Tables live in one schema (`A2A_POSTGRES_SCHEMA`, default `a2a`), set as the `search_path`
+//! of every pooled connection; the schema comes from numbered migrations
+//! (`migrations/postgres/`), recorded in `schema_migrations`.
+//!
+//! Writes: one commit task owns the write side. Callers hand it batches of [`Op`]s and wait;
+//! the task takes everything that queued up while the previous commit was in flight and
+//! applies it in one transaction, its statements pipelined on one connection, then `COMMIT`
+//! (the server's `synchronous_commit`, on by default, makes a returned write durable). If a
+//! merged batch fails on a data error (not a connection error), each caller's batch is retried
+//! alone so one bad record cannot fail its neighbours.
+//!
+//! Reads take a pooled connection (deadpool-postgres, prepared statements cached per
+//! connection). Connection loss is survived: operations fail with
+//! [`StoreError::Unavailable`] (the hub answers `store_unavailable`, HTTP 503) while the
+//! database is away, every failure counts in `a2a_store_errors_total{backend="postgres"}`,
+//! `ping` fails (so `/readyz` says not ready), and the pool drops closed connections and opens
+//! new ones by itself. Every operation is bounded by `A2A_POSTGRES_TIMEOUT` (commits by four
+//! times that); a commit that times out is reported as failed although the server may still
+//! have applied it, as with any database client.
+//!
+//! TLS to the database is not implemented (connections use `NoTls`): run Postgres on a
+//! trusted network or a Unix socket.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use deadpool_postgres::{
+    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
+};
+use futures_util::StreamExt;
+use futures_util::future::try_join_all;
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::types::{Json, ToSql};
+use tokio_postgres::{IsolationLevel, NoTls, Row};
+
+use super::migrations::{self, Applied, Mode, Report};
+use super::sqlite::{kind_columns, kind_from_columns, parse_source, parse_state, source_str};
+use super::{Aux, Op, Record, RequestFilter, Store, StoreCounts, StoreError, StoreResult};
+use crate::config::PostgresSettings;
+use crate::metrics;
+use crate::model::{AgentRecord, Event, IdempotencyRecord, RequestRecord, SessionRecord};
+
+/// Largest number of ops merged into one transaction.
+const MAX_BATCH_OPS: usize = 8192;
+const BACKEND: &str = "postgres";
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+/// Maps a driver error: lost connections, shutdowns and overload are `Unavailable` (retry
+/// later); anything else the database refused is `Other`.
+fn pg_err(e: tokio_postgres::Error) -> StoreError {
+    match e.code() {
+        Some(code) => {
+            let c = code.code();
+            let transient = c.starts_with("08") // connection exception
+                || c.starts_with("57P") // admin shutdown, crash shutdown, cannot connect now
+                || c.starts_with("53") // insufficient resources
+                || c == "40001" // serialization failure
+                || c == "40P01" // deadlock
+                || c == "25006"; // read-only transaction (a failover in progress)
+            if transient {
+                StoreError::Unavailable(format!("postgres: {e}"))
+            } else {
+                StoreError::Other(format!("postgres: {e}"))
+            }
+        }
+        // No SQLSTATE: I/O error, closed connection, protocol error.
+        None => StoreError::Unavailable(format!("postgres: {e}")),
+    }
+}
+
+fn pool_err(e: PoolError) -> StoreError {
+    match e {
+        PoolError::Backend(e) => match pg_err(e) {
+            // A connection that cannot be made (refused, auth, role cannot log in) means the
+            // database is away for us, whatever the SQLSTATE.
+            StoreError::Other(m) => StoreError::Unavailable(m),
+            other => other,
+        },
+        PoolError::Timeout(t) => {
+            StoreError::Unavailable(format!("postgres: no connection available ({t:?} timeout)"))
+        }
+        PoolError::Closed => StoreError::Unavailable("the postgres store is closed".into()),
+        other => StoreError::Unavailable(format!("postgres pool: {other}")),
+    }
+}
+
+fn corrupt(table: &'static str, detail: impl Into<String>) -> StoreError {
+    StoreError::Corrupt {
+        table,
+        detail: detail.into(),
+    }
+}
+
+fn same_error(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
+        StoreError::Corrupt { table, detail } => StoreError::Corrupt {
+            table,
+            detail: detail.clone(),
+        },
+        StoreError::Locked(m) => StoreError::Locked(m.clone()),
+        StoreError::TooNew(m) => StoreError::TooNew(m.clone()),
+        StoreError::Other(m) => StoreError::Other(m.clone()),
+    }
+}
+
+fn count_error() {
+    metrics::STORE_ERRORS.with_label_values(&[BACKEND]).inc();
+}
+
+fn to_i64(v: u64, what: &str) -> StoreResult<i64> {
+    i64::try_from(v).map_err(|_| StoreError::Other(format!("{what} {v} is too large to store")))
+}
+
+fn limit_i64(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connection settings
+
+/// The driver configuration from the settings: URL or separate fields, the schema as
+/// `search_path`, an application name that names the schema, timeouts and keepalives.
+fn client_config(s: &PostgresSettings) -> StoreResult<tokio_postgres::Config> {
+    let mut c = match &s.url {
+        Some(url) => url.parse::<tokio_postgres::Config>().map_err(|e| {
+            StoreError::Other(format!(
+                "A2A_POSTGRES_URL is not a valid connection string: {e}"
+            ))
+        })?,
+        None => {
+            let mut c = tokio_postgres::Config::new();
+            c.host(&s.host).port(s.port);
+            if let Some(db) = &s.db {
+                c.dbname(db);
+            }
+            c
+        }
+    };
+    if c.get_user().is_none() {
+        c.user(&s.user);
+    }
+    if c.get_password().is_none()
+        && let Some(p) = &s.password
+    {
+        c.password(p.as_bytes());
+    }
+    let options = match c.get_options() {
+        Some(o) if !o.trim().is_empty() => format!("{o} -c search_path={}", s.schema),
+        _ => format!("-c search_path={}", s.schema),
+    };
+    c.options(options);
+    if c.get_application_name().is_none() {
+        c.application_name(format!("a2a-mcp/{}", s.schema));
+    }
+    c.connect_timeout(s.timeout);
+    c.keepalives(true);
+    c.keepalives_idle(Duration::from_secs(30));
+    Ok(c)
+}
+
+/// Where the data lives, for messages (never the password).
+fn location(c: &tokio_postgres::Config, schema: &str) -> String {
+    let host = match c.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        #[cfg(unix)]
+        Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".into(),
+    };
+    let port = c.get_ports().first().copied().unwrap_or(5432);
+    let user = c.get_user().unwrap_or("");
+    let db = c.get_dbname().unwrap_or(user);
+    format!("postgres://{user}@{host}:{port}/{db} (schema {schema})")
+}
+
+fn pool(s: &PostgresSettings, config: tokio_postgres::Config) -> StoreResult<Pool> {
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(s.pool_size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(s.timeout))
+        .create_timeout(Some(s.timeout))
+        .recycle_timeout(Some(s.timeout))
+        .build()
+        .map_err(|e| StoreError::Other(format!("cannot build the postgres pool: {e}")))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Migrations
+
+async fn history(c: &Object, schema: &str) -> StoreResult<Vec<Applied>> {
+    let table = format!("\"{schema}\".schema_migrations");
+    let exists: bool = c
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
+        .await
+        .map_err(pg_err)?
+        .try_get(0)
+        .map_err(pg_err)?;
+    if !exists {
+        return Ok(Vec::new());
+    }
+    let rows = c
+        .query(
+            &format!("SELECT version, name, applied_at::text FROM {table} ORDER BY version"),
+            &[],
+        )
+        .await
+        .map_err(pg_err)?;
+    rows.iter()
+        .map(|r| {
+            let v: i32 = r.try_get(0).map_err(pg_err)?;
+            Ok(Applied {
+                version: u32::try_from(v)
+                    .map_err(|_| corrupt("schema_migrations", format!("version {v}")))?,
+                name: r.try_get(1).map_err(pg_err)?,
+                applied_at: r.try_get(2).map_err(pg_err)?,
+            })
+        })
+        .collect()
+}
+
+async fn run_migrations(
+    c: &mut Object,
+    schema: &str,
+    location: &str,
+    mode: Mode,
+) -> StoreResult<Report> {
+    let list = migrations::POSTGRES;
+    let latest = migrations::latest(list);
+    let mut report = Report {
+        backend: BACKEND,
+        location: location.to_string(),
+        before: 0,
+        after: 0,
+        latest,
+        applied_now: Vec::new(),
+        pending: Vec::new(),
+        history: Vec::new(),
+    };
+    if mode != Mode::Apply {
+        let hist = history(c, schema).await?;
+        let found = hist.last().map_or(0, |a| a.version);
+        let todo = migrations::plan(BACKEND, location, list, found, mode)?;
+        report.before = found;
+        report.after = found;
+        report.pending = todo.iter().map(|m| (m.version, m.name)).collect();
+        report.history = hist;
+        return Ok(report);
+    }
+    let tx = c.transaction().await.map_err(pg_err)?;
+    // Replicas starting together migrate one after the other.
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtext($1))",
+        &[&format!("a2a-mcp migrate {schema}")],
+    )
+    .await
+    .map_err(pg_err)?;
+    let exists: bool = tx
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
+            &[&schema],
+        )
+        .await
+        .map_err(pg_err)?
+        .try_get(0)
+        .map_err(pg_err)?;
+    // The schema name is a validated identifier (config.rs): quoting it is enough.
+    if !exists {
+        tx.batch_execute(&format!("CREATE SCHEMA \"{schema}\""))
+            .await
+            .map_err(pg_err)?;
+    }
+    tx.batch_execute(&format!(
+        "SET LOCAL search_path TO \"{schema}\";
+         CREATE TABLE IF NOT EXISTS schema_migrations (
+             version    integer PRIMARY KEY,
+             name       text NOT NULL,
+             applied_at timestamptz NOT NULL DEFAULT now()
+         );"
+    ))
+    .await
+    .map_err(pg_err)?;
+    let found: i32 = tx
+        .query_one(
+            "SELECT coalesce(max(version), 0) FROM schema_migrations",
+            &[],
+        )
+        .await
+        .map_err(pg_err)?
+        .try_get(0)
+        .map_err(pg_err)?;
+    let found = u32::try_from(found).unwrap_or(0);
+    let todo = migrations::plan(BACKEND, location, list, found, mode)?;
+    for m in &todo {
+        tx.batch_execute(m.sql).await.map_err(|e| {
+            StoreError::Other(format!(
+                "migration {:04}_{} failed on {location}: {}",
+                m.version,
+                m.name,
+                pg_err(e)
+            ))
+        })?;
+        let v = i32::try_from(m.version).unwrap_or(i32::MAX);
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+            &[&v, &m.name],
+        )
+        .await
+        .map_err(pg_err)?;
+    }
+    tx.commit().await.map_err(pg_err)?;
+    if !todo.is_empty() {
+        tracing::info!(
+            location,
+            from = found,
+            to = latest,
+            "postgres schema migrated"
+        );
+    }
+    report.before = found;
+    report.after = todo.last().map_or(found, |m| m.version);
+    report.applied_now = todo.iter().map(|m| (m.version, m.name)).collect();
+    report.history = history(c, schema).await?;
+    Ok(report)
+}
+
+/// `a2a-mcp migrate` on Postgres: connects, applies or reports, disconnects.
+pub async fn migrate(s: &PostgresSettings, mode: Mode) -> StoreResult<Report> {
+    let config = client_config(s)?;
+    let loc = location(&config, &s.schema);
+    let pool = pool(s, config)?;
+    let mut c = pool
+        .get()
+        .await
+        .map_err(|e| with_location(pool_err(e), &loc))?;
+    let r = run_migrations(&mut c, &s.schema, &loc, mode).await;
+    drop(c);
+    pool.close();
+    r
+}
+
+fn with_location(e: StoreError, loc: &str) -> StoreError {
+    match e {
+        StoreError::Unavailable(m) => StoreError::Unavailable(format!("cannot reach {loc}: {m}")),
+        other => other,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writing
+
+const PUT_AGENT: usize = 0;
+const DELETE_AGENT: usize = 1;
+const PUT_SESSION: usize = 2;
+const PUT_REQUEST: usize = 3;
+const DELETE_REQUEST: usize = 4;
+const DELETE_EVENTS: usize = 5;
+const PUT_EVENT: usize = 6;
+const PUT_IDEM: usize = 7;
+const DELETE_IDEM: usize = 8;
+const PUT_AUX: usize = 9;
+const DELETE_AUX: usize = 10;
+
+const WRITE_SQL: [&str; 11] = [
+    "INSERT INTO agents (id, spec, source, removed, updated_at) VALUES ($1, $2, $3, $4, $5) \
+     ON CONFLICT (id) DO UPDATE SET spec = EXCLUDED.spec, source = EXCLUDED.source, \
+     removed = EXCLUDED.removed, updated_at = EXCLUDED.updated_at",
+    "DELETE FROM agents WHERE id = $1",
+    "INSERT INTO sessions (id, principal, agent_id, metadata, created_at, closed_at) \
+     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO UPDATE SET principal = EXCLUDED.principal, \
+     agent_id = EXCLUDED.agent_id, metadata = EXCLUDED.metadata, created_at = EXCLUDED.created_at, \
+     closed_at = EXCLUDED.closed_at",
+    // The lease columns belong to the job queue and are left alone.
+    "INSERT INTO requests (id, agent_id, capability, input, session_id, parent_id, \
+     idempotency_key, principal, state, created_at, started_at, finished_at, result, error, \
+     attempts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+     ON CONFLICT (id) DO UPDATE SET agent_id = EXCLUDED.agent_id, capability = EXCLUDED.capability, \
+     input = EXCLUDED.input, session_id = EXCLUDED.session_id, parent_id = EXCLUDED.parent_id, \
+     idempotency_key = EXCLUDED.idempotency_key, principal = EXCLUDED.principal, \
+     state = EXCLUDED.state, created_at = EXCLUDED.created_at, started_at = EXCLUDED.started_at, \
+     finished_at = EXCLUDED.finished_at, result = EXCLUDED.result, error = EXCLUDED.error, \
+     attempts = EXCLUDED.attempts",
+    "DELETE FROM requests WHERE id = $1",
+    "DELETE FROM events WHERE request_id = $1",
+    "INSERT INTO events (request_id, seq, ts, kind, data) VALUES ($1, $2, $3, $4, $5) \
+     ON CONFLICT (request_id, seq) DO UPDATE SET ts = EXCLUDED.ts, kind = EXCLUDED.kind, \
+     data = EXCLUDED.data",
+    "INSERT INTO idempotency (scope, request_id, args_hash, expires_at) VALUES ($1, $2, $3, $4) \
+     ON CONFLICT (scope) DO UPDATE SET request_id = EXCLUDED.request_id, \
+     args_hash = EXCLUDED.args_hash, expires_at = EXCLUDED.expires_at",
+    "DELETE FROM idempotency WHERE scope = $1",
+    "INSERT INTO aux (tbl, key, value) VALUES ($1, $2, $3) \
+     ON CONFLICT (tbl, key) DO UPDATE SET value = EXCLUDED.value",
+    "DELETE FROM aux WHERE tbl = $1 AND key = $2",
+];
+
+type Param<'a> = Box<dyn ToSql + Sync + Send + 'a>;
+
+/// The statements (index into [`WRITE_SQL`], parameters) that carry out one op.
+fn op_statements<'a>(op: &'a Op, out: &mut Vec<(usize, Vec<Param<'a>>)>) -> StoreResult<()> {
+    match op {
+        Op::PutAgent(r) => out.push((
+            PUT_AGENT,
+            vec![
+                Box::new(r.spec.id.as_str()),
+                Box::new(Json(&r.spec)),
+                Box::new(source_str(r.source)),
+                Box::new(r.removed),
+                Box::new(r.updated_at),
+            ],
+        )),
+        Op::DeleteAgent(id) => out.push((DELETE_AGENT, vec![Box::new(id.as_str())])),
+        Op::PutSession(r) => out.push((
+            PUT_SESSION,
+            vec![
+                Box::new(r.id.as_str()),
+                Box::new(r.principal.as_str()),
+                Box::new(r.agent_id.as_deref()),
+                Box::new(r.metadata.as_str()),
+                Box::new(r.created_at),
+                Box::new(r.closed_at),
+            ],
+        )),
+        Op::PutRequest(r) => out.push((
+            PUT_REQUEST,
+            vec![
+                Box::new(r.id.as_str()),
+                Box::new(r.agent_id.as_str()),
+                Box::new(r.capability.as_str()),
+                Box::new(r.input.as_str()),
+                Box::new(r.session_id.as_deref()),
+                Box::new(r.parent_id.as_deref()),
+                Box::new(r.idempotency_key.as_deref()),
+                Box::new(r.principal.as_str()),
+                Box::new(r.state.as_str()),
+                Box::new(r.created_at),
+                Box::new(r.started_at),
+                Box::new(r.finished_at),
+                Box::new(r.result.as_deref()),
+                Box::new(r.error.as_deref()),
+                Box::new(i32::try_from(r.attempts).unwrap_or(i32::MAX)),
+            ],
+        )),
+        Op::DeleteRequest(id) => {
+            out.push((DELETE_REQUEST, vec![Box::new(id.as_str())]));
+            out.push((DELETE_EVENTS, vec![Box::new(id.as_str())]));
+        }
+        Op::AppendEvent(ev) => {
+            let (kind, data) = kind_columns(&ev.kind);
+            out.push((
+                PUT_EVENT,
+                vec![
+                    Box::new(ev.request_id.as_str()),
+                    Box::new(to_i64(ev.seq, "event seq")?),
+                    Box::new(ev.ts),
+                    Box::new(kind),
+                    Box::new(data),
+                ],
+            ));
+        }
+        Op::PutIdempotency(r) => out.push((
+            PUT_IDEM,
+            vec![
+                Box::new(r.scope.as_str()),
+                Box::new(r.request_id.as_str()),
+                Box::new(r.args_hash.as_str()),
+                Box::new(r.expires_at),
+            ],
+        )),
+        Op::DeleteIdempotency(scope) => out.push((DELETE_IDEM, vec![Box::new(scope.as_str())])),
+        Op::PutAux { table, key, value } => out.push((
+            PUT_AUX,
+            vec![
+                Box::new(table.name()),
+                Box::new(key.as_str()),
+                Box::new(value.as_slice()),
+            ],
+        )),
+        Op::DeleteAux { table, key } => out.push((
+            DELETE_AUX,
+            vec![Box::new(table.name()), Box::new(key.as_str())],
+        )),
+    }
+    Ok(())
+}
+
+/// Applies `ops` in one transaction; statements are pipelined on the connection.
+async fn apply(pool: &Pool, ops: &[&Op]) -> StoreResult<()> {
+    let mut statements = Vec::with_capacity(ops.len() + 1);
+    for op in ops {
+        op_statements(op, &mut statements)?;
+    }
+    let mut client = pool.get().await.map_err(pool_err)?;
+    let tx = client.transaction().await.map_err(pg_err)?;
+    let prepared = try_join_all(WRITE_SQL.iter().map(|sql| tx.prepare_cached(sql)))
+        .await
+        .map_err(pg_err)?;
+    let params: Vec<Vec<&(dyn ToSql + Sync)>> = statements
+        .iter()
+        .map(|(_, ps)| {
+            ps.iter()
+                .map(|p| &**p as &(dyn ToSql + Sync))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    // try_join_all polls in order, so the statements go out (and run) in op order.
+    try_join_all(
+        statements
+            .iter()
+            .zip(&params)
+            .map(|((i, _), p)| tx.execute(&prepared[*i], p.as_slice())),
+    )
+    .await
+    .map_err(pg_err)?;
+    tx.commit().await.map_err(pg_err)
+}
+
+enum Msg {
+    Write(Vec<Op>, oneshot::Sender<StoreResult<()>>),
+    Close(oneshot::Sender<()>),
+}
+
+/// The commit task: group commit over one connection at a time.
+async fn commit_loop(pool: Pool, mut rx: mpsc::UnboundedReceiver<Msg>, timeout: Duration) {
+    let commit_timeout = timeout * 4;
+    while let Some(first) = rx.recv().await {
+        let mut writes: Vec<(Vec<Op>, oneshot::Sender<StoreResult<()>>)> = Vec::new();
+        let mut close = None;
+        let mut n_ops = 0usize;
+        let mut next = Some(first);
+        while let Some(m) = next.take() {
+            match m {
+                Msg::Write(ops, done) => {
+                    n_ops += ops.len();
+                    writes.push((ops, done));
+                }
+                Msg::Close(done) => {
+                    close = Some(done);
+                    break;
+                }
+            }
+            if n_ops < MAX_BATCH_OPS {
+                next = rx.try_recv().ok();
+            }
+        }
+        if !writes.is_empty() {
+            let all: Vec<&Op> = writes.iter().flat_map(|(ops, _)| ops.iter()).collect();
+            let started = Instant::now();
+            let result = bounded(commit_timeout, apply(&pool, &all)).await;
+            metrics::STORE_COMMIT_SECONDS
+                .with_label_values(&[BACKEND])
+                .observe(started.elapsed().as_secs_f64());
+            metrics::STORE_COMMIT_OPS
+                .with_label_values(&[BACKEND])
+                .observe(all.len() as f64);
+            match result {
+                Ok(()) => {
+                    for (_, done) in writes {
+                        let _ = done.send(Ok(()));
+                    }
+                }
+                Err(e) if writes.len() > 1 && !matches!(e, StoreError::Unavailable(_)) => {
+                    // A data error in someone's batch: commit each caller's batch alone.
+                    tracing::warn!(
+                        "postgres group commit failed ({e}); retrying batches one by one"
+                    );
+                    for (ops, done) in writes {
+                        let refs: Vec<&Op> = ops.iter().collect();
+                        let r = bounded(commit_timeout, apply(&pool, &refs)).await;
+                        if let Err(e) = &r {
+                            count_error();
+                            tracing::error!(backend = BACKEND, "commit failed: {e}");
+                        }
+                        let _ = done.send(r);
+                    }
+                }
+                Err(e) => {
+                    count_error();
+                    tracing::error!(backend = BACKEND, "commit failed: {e}");
+                    for (_, done) in writes {
+                        let _ = done.send(Err(same_error(&e)));
+                    }
+                }
+            }
+        }
+        if let Some(done) = close {
+            let _ = done.send(());
+            return;
+        }
+    }
+}
+
+async fn bounded<T>(limit: Duration, f: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
+    match tokio::time::timeout(limit, f).await {
+        Ok(r) => r,
+        Err(_) => Err(StoreError::Unavailable(format!(
+            "postgres did not answer within {limit:?}"
+        ))),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rows
+
+fn get<'a, T: tokio_postgres::types::FromSql<'a>>(
+    row: &'a Row,
+    i: usize,
+    table: &'static str,
+) -> StoreResult<T> {
+    row.try_get(i).map_err(|e| corrupt(table, e.to_string()))
+}
+
+const AGENT_COLS: &str = "spec, source, removed, updated_at";
+
+fn agent_from(r: &Row) -> StoreResult<AgentRecord> {
+    let Json(spec) = get(r, 0, "agents")?;
+    let source: &str = get(r, 1, "agents")?;
+    Ok(AgentRecord {
+        spec,
+        source: parse_source(source)
+            .ok_or_else(|| corrupt("agents", format!("unknown source {source:?}")))?,
+        removed: get(r, 2, "agents")?,
+        updated_at: get(r, 3, "agents")?,
+    })
+}
+
+const SESSION_COLS: &str = "id, principal, agent_id, metadata, created_at, closed_at";
+
+fn session_from(r: &Row) -> StoreResult<SessionRecord> {
+    let t = "sessions";
+    Ok(SessionRecord {
+        id: get(r, 0, t)?,
+        principal: get(r, 1, t)?,
+        agent_id: get(r, 2, t)?,
+        metadata: get(r, 3, t)?,
+        created_at: get(r, 4, t)?,
+        closed_at: get(r, 5, t)?,
+    })
+}
+
+const REQUEST_COLS: &str = "id, agent_id, capability, input, session_id, parent_id, \
+     idempotency_key, principal, state, created_at, started_at, finished_at, result, error, attempts";
+
+fn request_from(r: &Row) -> StoreResult<RequestRecord> {
+    let t = "requests";
+    let state: &str = get(r, 8, t)?;
+    let attempts: i32 = get(r, 14, t)?;
+    Ok(RequestRecord {
+        id: get(r, 0, t)?,
+        agent_id: get(r, 1, t)?,
+        capability: get(r, 2, t)?,
+        input: get(r, 3, t)?,
+        session_id: get(r, 4, t)?,
+        parent_id: get(r, 5, t)?,
+        idempotency_key: get(r, 6, t)?,
+        principal: get(r, 7, t)?,
+        state: parse_state(state).ok_or_else(|| corrupt(t, format!("unknown state {state:?}")))?,
+        created_at: get(r, 9, t)?,
+        started_at: get(r, 10, t)?,
+        finished_at: get(r, 11, t)?,
+        result: get(r, 12, t)?,
+        error: get(r, 13, t)?,
+        attempts: u32::try_from(attempts)
+            .map_err(|_| corrupt(t, format!("attempts {attempts}")))?,
+    })
+}
+
+const EVENT_COLS: &str = "request_id, seq, ts, kind, data";
+
+fn event_from(r: &Row) -> StoreResult<Event> {
+    let t = "events";
+    let seq: i64 = get(r, 1, t)?;
+    let kind: &str = get(r, 3, t)?;
+    Ok(Event {
+        request_id: get(r, 0, t)?,
+        seq: u64::try_from(seq).map_err(|_| corrupt(t, format!("seq {seq}")))?,
+        ts: get(r, 2, t)?,
+        kind: kind_from_columns(kind, get(r, 4, t)?)?,
+    })
+}
+
+const IDEM_COLS: &str = "scope, request_id, args_hash, expires_at";
+
+fn idem_from(r: &Row) -> StoreResult<IdempotencyRecord> {
+    let t = "idempotency";
+    Ok(IdempotencyRecord {
+        scope: get(r, 0, t)?,
+        request_id: get(r, 1, t)?,
+        args_hash: get(r, 2, t)?,
+        expires_at: get(r, 3, t)?,
+    })
+}
+
+fn aux_from(r: &Row) -> StoreResult<Record> {
+    let name: &str = get(r, 0, "aux")?;
+    let Some(table) = Aux::from_name(name) else {
+        return Err(corrupt("aux", format!("unknown auxiliary table {name:?}")));
+    };
+    Ok(Record::Aux {
+        table,
+        key: get(r, 1, "aux")?,
+        value: get(r, 2, "aux")?,
+    })
+}
+
+async fn query(c: &Object, sql: &str, params: &[&(dyn ToSql + Sync)]) -> StoreResult<Vec<Row>> {
+    let st = c.prepare_cached(sql).await.map_err(pg_err)?;
+    c.query(&st, params).await.map_err(pg_err)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The store
+
+pub struct PostgresStore {
+    pool: Pool,
+    tx: Mutex<Option<mpsc::UnboundedSender<Msg>>>,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    timeout: Duration,
+    location: String,
+}
+
+impl PostgresStore {
+    /// Connects, migrates (with `auto_migrate`) or checks the schema, and starts the commit
+    /// task on the current Tokio runtime.
+    pub async fn open(s: &PostgresSettings, auto_migrate: bool) -> StoreResult<Self> {
+        let config = client_config(s)?;
+        let loc = location(&config, &s.schema);
+        let pool = pool(s, config)?;
+        {
+            let mut c = pool
+                .get()
+                .await
+                .map_err(|e| with_location(pool_err(e), &loc))?;
+            let mode = if auto_migrate {
+                Mode::Apply
+            } else {
+                Mode::Require
+            };
+            run_migrations(&mut c, &s.schema, &loc, mode).await?;
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(commit_loop(pool.clone(), rx, s.timeout));
+        Ok(Self {
+            pool,
+            tx: Mutex::new(Some(tx)),
+            task: Mutex::new(Some(task)),
+            timeout: s.timeout,
+            location: loc,
+        })
+    }
+
+    /// Where the data lives (no password).
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// Runs `f` with a pooled connection, bounded by the timeout; failures are counted.
+    async fn with<T, F, Fut>(&self, f: F) -> StoreResult<T>
+    where
+        F: FnOnce(Object) -> Fut,
+        Fut: Future<Output = StoreResult<T>>,
+    {
+        let r = bounded(self.timeout, async {
+            let c = self.pool.get().await.map_err(pool_err)?;
+            f(c).await
+        })
+        .await;
+        if r.is_err() {
+            count_error();
+        }
+        r
+    }
+
+    async fn rows(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> StoreResult<Vec<Row>> {
+        self.with(|c| async move { query(&c, sql, params).await })
+            .await
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn backend(&self) -> &'static str {
+        BACKEND
+    }
+
+    async fn write(&self, ops: Vec<Op>) -> StoreResult<()> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let closed = || StoreError::Unavailable("the postgres store is closed".into());
+        let (done_tx, done_rx) = oneshot::channel();
+        {
+            let guard = self.tx.lock();
+            let Some(tx) = guard.as_ref() else {
+                return Err(closed());
+            };
+            tx.send(Msg::Write(ops, done_tx)).map_err(|_| closed())?;
+        }
+        done_rx.await.map_err(|_| closed())?
+    }
+
+    async fn get_agent(&self, id: &str) -> StoreResult<Option<AgentRecord>> {
+        let sql = format!("SELECT {AGENT_COLS} FROM agents WHERE id = $1");
+        self.rows(&sql, &[&id])
+            .await?
+            .first()
+            .map(agent_from)
+            .transpose()
+    }
+
+    async fn list_agents(&self) -> StoreResult<Vec<AgentRecord>> {
+        let sql = format!("SELECT {AGENT_COLS} FROM agents ORDER BY id");
+        self.rows(&sql, &[]).await?.iter().map(agent_from).collect()
+    }
+
+    async fn get_session(&self, id: &str) -> StoreResult<Option<SessionRecord>> {
+        let sql = format!("SELECT {SESSION_COLS} FROM sessions WHERE id = $1");
+        self.rows(&sql, &[&id])
+            .await?
+            .first()
+            .map(session_from)
+            .transpose()
+    }
+
+    async fn get_request(&self, id: &str) -> StoreResult<Option<RequestRecord>> {
+        let sql = format!("SELECT {REQUEST_COLS} FROM requests WHERE id = $1");
+        self.rows(&sql, &[&id])
+            .await?
+            .first()
+            .map(request_from)
+            .transpose()
+    }
+
+    async fn list_requests(&self, filter: &RequestFilter) -> StoreResult<Vec<RequestRecord>> {
+        let mut sql = format!("SELECT {REQUEST_COLS} FROM requests WHERE true");
+        let states: Vec<&'static str> = filter.states.iter().map(|s| s.as_str()).collect();
+        let limit: Option<i64> = (filter.limit != 0).then(|| limit_i64(filter.limit));
+        let mut args: Vec<&(dyn ToSql + Sync)> = Vec::new();
+        if let Some(s) = &filter.session_id {
+            args.push(s);
+            sql.push_str(&format!(" AND session_id = ${}", args.len()));
+        }
+        if let Some(a) = &filter.agent_id {
+            args.push(a);
+            sql.push_str(&format!(" AND agent_id = ${}", args.len()));
+        }
+        if !states.is_empty() {
+            args.push(&states);
+            sql.push_str(&format!(" AND state = ANY(${})", args.len()));
+        }
+        if let Some(after) = &filter.after_id {
+            args.push(after);
+            sql.push_str(&format!(" AND id > ${}", args.len()));
+        }
+        args.push(&limit);
+        sql.push_str(&format!(" ORDER BY id LIMIT ${}", args.len()));
+        self.rows(&sql, &args)
+            .await?
+            .iter()
+            .map(request_from)
+            .collect()
+    }
+
+    async fn active_requests(&self) -> StoreResult<Vec<RequestRecord>> {
+        let sql = format!(
+            "SELECT {REQUEST_COLS} FROM requests WHERE state IN ('queued', 'running') ORDER BY id"
+        );
+        self.rows(&sql, &[])
+            .await?
+            .iter()
+            .map(request_from)
+            .collect()
+    }
+
+    async fn finished_before(&self, before_ms: i64, limit: usize) -> StoreResult<Vec<String>> {
+        let limit = limit_i64(limit);
+        self.rows(
+            "SELECT id FROM requests WHERE state IN ('done', 'error', 'canceled') \
+             AND coalesce(finished_at, created_at) < $1 \
+             ORDER BY coalesce(finished_at, created_at), id LIMIT $2",
+            &[&before_ms, &limit],
+        )
+        .await?
+        .iter()
+        .map(|r| get(r, 0, "requests"))
+        .collect()
+    }
+
+    async fn events(&self, request_id: &str, after: u64, limit: usize) -> StoreResult<Vec<Event>> {
+        let Ok(after) = i64::try_from(after) else {
+            return Ok(Vec::new());
+        };
+        let limit = limit_i64(limit);
+        let sql = format!(
+            "SELECT {EVENT_COLS} FROM events WHERE request_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+        );
+        self.rows(&sql, &[&request_id, &after, &limit])
+            .await?
+            .iter()
+            .map(event_from)
+            .collect()
+    }
+
+    async fn last_seq(&self, request_id: &str) -> StoreResult<u64> {
+        let rows = self
+            .rows(
+                "SELECT max(seq) FROM events WHERE request_id = $1",
+                &[&request_id],
+            )
+            .await?;
+        let last: Option<i64> = match rows.first() {
+            Some(r) => get(r, 0, "events")?,
+            None => None,
+        };
+        match last {
+            None => Ok(0),
+            Some(v) => u64::try_from(v).map_err(|_| corrupt("events", format!("seq {v}"))),
+        }
+    }
+
+    async fn get_idempotency(&self, scope: &str) -> StoreResult<Option<IdempotencyRecord>> {
+        let sql = format!("SELECT {IDEM_COLS} FROM idempotency WHERE scope = $1");
+        self.rows(&sql, &[&scope])
+            .await?
+            .first()
+            .map(idem_from)
+            .transpose()
+    }
+
+    async fn expired_idempotency(&self, before_ms: i64, limit: usize) -> StoreResult<Vec<String>> {
+        let limit = limit_i64(limit);
+        self.rows(
+            "SELECT scope FROM idempotency WHERE expires_at < $1 ORDER BY expires_at, scope LIMIT $2",
+            &[&before_ms, &limit],
+        )
+        .await?
+        .iter()
+        .map(|r| get(r, 0, "idempotency"))
+        .collect()
+    }
+
+    async fn get_aux(&self, table: Aux, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        let name = table.name();
+        self.rows(
+            "SELECT value FROM aux WHERE tbl = $1 AND key = $2",
+            &[&name, &key],
+        )
+        .await?
+        .first()
+        .map(|r| get(r, 0, "aux"))
+        .transpose()
+    }
+
+    async fn scan_aux(
+        &self,
+        table: Aux,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<(String, Vec<u8>)>> {
+        // As in redb and sqlite: from max(prefix, after) to prefix + U+10FFFF, exact prefix test.
+        let start = match after {
+            Some(a) if a > prefix => a,
+            _ => prefix,
+        };
+        let end = format!("{prefix}\u{10FFFF}");
+        let name = table.name();
+        let limit = limit_i64(limit);
+        self.rows(
+            "SELECT key, value FROM aux WHERE tbl = $1 AND key >= $2 AND key < $3 \
+             AND starts_with(key, $4) AND ($5::text IS NULL OR key > $5) ORDER BY key LIMIT $6",
+            &[&name, &start, &end, &prefix, &after, &limit],
+        )
+        .await?
+        .iter()
+        .map(|r| Ok((get(r, 0, "aux")?, get(r, 1, "aux")?)))
+        .collect()
+    }
+
+    async fn export(
+        &self,
+        out: &mut (dyn FnMut(Record) -> StoreResult<()> + Send),
+    ) -> StoreResult<()> {
+        // One REPEATABLE READ transaction: a consistent snapshot while writers go on. Rows are
+        // streamed, not collected.
+        let r = async {
+            let mut c = bounded(self.timeout, async {
+                self.pool.get().await.map_err(pool_err)
+            })
+            .await?;
+            let tx = c
+                .build_transaction()
+                .isolation_level(IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .await
+                .map_err(pg_err)?;
+            let tables: [(String, fn(&Row) -> StoreResult<Record>); 6] = [
+                (
+                    format!("SELECT {AGENT_COLS} FROM agents ORDER BY id"),
+                    |r| agent_from(r).map(Record::Agent),
+                ),
+                (
+                    format!("SELECT {SESSION_COLS} FROM sessions ORDER BY id"),
+                    |r| session_from(r).map(Record::Session),
+                ),
+                (
+                    format!("SELECT {REQUEST_COLS} FROM requests ORDER BY id"),
+                    |r| request_from(r).map(Record::Request),
+                ),
+                (
+                    format!("SELECT {EVENT_COLS} FROM events ORDER BY request_id, seq"),
+                    |r| event_from(r).map(Record::Event),
+                ),
+                (
+                    format!("SELECT {IDEM_COLS} FROM idempotency ORDER BY scope"),
+                    |r| idem_from(r).map(Record::Idempotency),
+                ),
+                (
+                    "SELECT tbl, key, value FROM aux ORDER BY tbl, key".to_string(),
+                    aux_from,
+                ),
+            ];
+            for (sql, convert) in tables {
+                let stream = tx
+                    .query_raw(sql.as_str(), std::iter::empty::<&(dyn ToSql + Sync)>())
+                    .await
+                    .map_err(pg_err)?;
+                let mut stream = std::pin::pin!(stream);
+                while let Some(row) = stream.next().await {
+                    out(convert(&row.map_err(pg_err)?)?)?;
+                }
+            }
+            tx.commit().await.map_err(pg_err)
+        }
+        .await;
+        if let Err(StoreError::Unavailable(_)) = &r {
+            count_error();
+        }
+        r
+    }
+
+    async fn counts(&self) -> StoreResult<StoreCounts> {
+        self.with(|c| async move {
+            let totals = query(
+                &c,
+                "SELECT (SELECT count(*) FROM agents), (SELECT count(*) FROM sessions), \
+                 (SELECT count(*) FROM requests), (SELECT count(*) FROM events), \
+                 (SELECT count(*) FROM idempotency)",
+                &[],
+            )
+            .await?;
+            let per_aux = query(&c, "SELECT tbl, count(*) FROM aux GROUP BY tbl", &[]).await?;
+            let Some(t) = totals.first() else {
+                return Err(StoreError::Other("count query returned no row".into()));
+            };
+            let n = |i: usize| -> StoreResult<u64> {
+                let v: i64 = get(t, i, "counts")?;
+                Ok(u64::try_from(v).unwrap_or(0))
+            };
+            let mut aux: std::collections::BTreeMap<String, u64> =
+                Aux::ALL.iter().map(|a| (a.name().to_string(), 0)).collect();
+            for r in &per_aux {
+                let name: String = get(r, 0, "aux")?;
+                let v: i64 = get(r, 1, "aux")?;
+                aux.insert(name, u64::try_from(v).unwrap_or(0));
+            }
+            Ok(StoreCounts {
+                agents: n(0)?,
+                sessions: n(1)?,
+                requests: n(2)?,
+                events: n(3)?,
+                idempotency_keys: n(4)?,
+                aux,
+            })
+        })
+        .await
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.with(|c| async move {
+            c.simple_query("SELECT 1").await.map_err(pg_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn close(&self) -> StoreResult<()> {
+        let tx = self.tx.lock().take();
+        if let Some(tx) = tx {
+            let (done_tx, done_rx) = oneshot::channel();
+            if tx.send(Msg::Close(done_tx)).is_ok() {
+                let _ = done_rx.await;
+            }
+        }
+        let task = self.task.lock().take();
+        if let Some(t) = task {
+            let _ = t.await;
+        }
+        self.pool.close();
+        Ok(())
+    }
+}
