@@ -24,6 +24,7 @@
 //! trusted network or a Unix socket.
 
 use std::future::Future;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -408,27 +409,44 @@ const WRITE_SQL: [&str; 11] = [
 
 type Param<'a> = Box<dyn ToSql + Sync + Send + 'a>;
 
+/// A text parameter. Postgres `text` cannot hold NUL characters (the other backends can): a
+/// NUL in free text such as an error message becomes U+FFFD instead of failing the commit.
+fn t(s: &str) -> Param<'_> {
+    if s.contains('\0') {
+        Box::new(s.replace('\0', "\u{FFFD}"))
+    } else {
+        Box::new(s)
+    }
+}
+
+fn ot(s: Option<&str>) -> Param<'_> {
+    match s {
+        Some(s) => t(s),
+        None => Box::new(None::<&str>),
+    }
+}
+
 /// The statements (index into [`WRITE_SQL`], parameters) that carry out one op.
 fn op_statements<'a>(op: &'a Op, out: &mut Vec<(usize, Vec<Param<'a>>)>) -> StoreResult<()> {
     match op {
         Op::PutAgent(r) => out.push((
             PUT_AGENT,
             vec![
-                Box::new(r.spec.id.as_str()),
+                t(&r.spec.id),
                 Box::new(Json(&r.spec)),
                 Box::new(source_str(r.source)),
                 Box::new(r.removed),
                 Box::new(r.updated_at),
             ],
         )),
-        Op::DeleteAgent(id) => out.push((DELETE_AGENT, vec![Box::new(id.as_str())])),
+        Op::DeleteAgent(id) => out.push((DELETE_AGENT, vec![t(id)])),
         Op::PutSession(r) => out.push((
             PUT_SESSION,
             vec![
-                Box::new(r.id.as_str()),
-                Box::new(r.principal.as_str()),
-                Box::new(r.agent_id.as_deref()),
-                Box::new(r.metadata.as_str()),
+                t(&r.id),
+                t(&r.principal),
+                ot(r.agent_id.as_deref()),
+                t(&r.metadata),
                 Box::new(r.created_at),
                 Box::new(r.closed_at),
             ],
@@ -436,77 +454,76 @@ fn op_statements<'a>(op: &'a Op, out: &mut Vec<(usize, Vec<Param<'a>>)>) -> Stor
         Op::PutRequest(r) => out.push((
             PUT_REQUEST,
             vec![
-                Box::new(r.id.as_str()),
-                Box::new(r.agent_id.as_str()),
-                Box::new(r.capability.as_str()),
-                Box::new(r.input.as_str()),
-                Box::new(r.session_id.as_deref()),
-                Box::new(r.parent_id.as_deref()),
-                Box::new(r.idempotency_key.as_deref()),
-                Box::new(r.principal.as_str()),
+                t(&r.id),
+                t(&r.agent_id),
+                t(&r.capability),
+                t(&r.input),
+                ot(r.session_id.as_deref()),
+                ot(r.parent_id.as_deref()),
+                ot(r.idempotency_key.as_deref()),
+                t(&r.principal),
                 Box::new(r.state.as_str()),
                 Box::new(r.created_at),
                 Box::new(r.started_at),
                 Box::new(r.finished_at),
-                Box::new(r.result.as_deref()),
-                Box::new(r.error.as_deref()),
+                ot(r.result.as_deref()),
+                ot(r.error.as_deref()),
                 Box::new(i32::try_from(r.attempts).unwrap_or(i32::MAX)),
             ],
         )),
         Op::DeleteRequest(id) => {
-            out.push((DELETE_REQUEST, vec![Box::new(id.as_str())]));
-            out.push((DELETE_EVENTS, vec![Box::new(id.as_str())]));
+            out.push((DELETE_REQUEST, vec![t(id)]));
+            out.push((DELETE_EVENTS, vec![t(id)]));
         }
         Op::AppendEvent(ev) => {
             let (kind, data) = kind_columns(&ev.kind);
             out.push((
                 PUT_EVENT,
                 vec![
-                    Box::new(ev.request_id.as_str()),
+                    t(&ev.request_id),
                     Box::new(to_i64(ev.seq, "event seq")?),
                     Box::new(ev.ts),
                     Box::new(kind),
-                    Box::new(data),
+                    ot(data),
                 ],
             ));
         }
         Op::PutIdempotency(r) => out.push((
             PUT_IDEM,
             vec![
-                Box::new(r.scope.as_str()),
-                Box::new(r.request_id.as_str()),
-                Box::new(r.args_hash.as_str()),
+                t(&r.scope),
+                t(&r.request_id),
+                t(&r.args_hash),
                 Box::new(r.expires_at),
             ],
         )),
-        Op::DeleteIdempotency(scope) => out.push((DELETE_IDEM, vec![Box::new(scope.as_str())])),
+        Op::DeleteIdempotency(scope) => out.push((DELETE_IDEM, vec![t(scope)])),
         Op::PutAux { table, key, value } => out.push((
             PUT_AUX,
-            vec![
-                Box::new(table.name()),
-                Box::new(key.as_str()),
-                Box::new(value.as_slice()),
-            ],
+            vec![Box::new(table.name()), t(key), Box::new(value.as_slice())],
         )),
-        Op::DeleteAux { table, key } => out.push((
-            DELETE_AUX,
-            vec![Box::new(table.name()), Box::new(key.as_str())],
-        )),
+        Op::DeleteAux { table, key } => {
+            out.push((DELETE_AUX, vec![Box::new(table.name()), t(key)]))
+        }
     }
     Ok(())
 }
 
-/// Applies `ops` in one transaction; statements are pipelined on the connection.
+/// Applies `ops` in one transaction in one round trip: `BEGIN`, the statements and `COMMIT`
+/// are prepared statements sent back to back (pipelined) on one connection. If a statement
+/// fails, the server skips the rest of the transaction and turns the queued `COMMIT` into a
+/// rollback, so the connection is clean again for its next user.
 async fn apply(pool: &Pool, ops: &[&Op]) -> StoreResult<()> {
     let mut statements = Vec::with_capacity(ops.len() + 1);
     for op in ops {
         op_statements(op, &mut statements)?;
     }
-    let mut client = pool.get().await.map_err(pool_err)?;
-    let tx = client.transaction().await.map_err(pg_err)?;
-    let prepared = try_join_all(WRITE_SQL.iter().map(|sql| tx.prepare_cached(sql)))
+    let client = pool.get().await.map_err(pool_err)?;
+    let prepared = try_join_all(WRITE_SQL.iter().map(|sql| client.prepare_cached(sql)))
         .await
         .map_err(pg_err)?;
+    let begin = client.prepare_cached("BEGIN").await.map_err(pg_err)?;
+    let commit = client.prepare_cached("COMMIT").await.map_err(pg_err)?;
     let params: Vec<Vec<&(dyn ToSql + Sync)>> = statements
         .iter()
         .map(|(_, ps)| {
@@ -515,16 +532,33 @@ async fn apply(pool: &Pool, ops: &[&Op]) -> StoreResult<()> {
                 .collect::<Vec<_>>()
         })
         .collect();
-    // try_join_all polls in order, so the statements go out (and run) in op order.
-    try_join_all(
-        statements
-            .iter()
-            .zip(&params)
-            .map(|((i, _), p)| tx.execute(&prepared[*i], p.as_slice())),
-    )
-    .await
-    .map_err(pg_err)?;
-    tx.commit().await.map_err(pg_err)
+    let mut calls = Vec::with_capacity(statements.len() + 2);
+    calls.push(Box::pin(client.execute(&begin, &[])));
+    for ((i, _), p) in statements.iter().zip(&params) {
+        calls.push(Box::pin(client.execute(&prepared[*i], p.as_slice())));
+    }
+    calls.push(Box::pin(client.execute(&commit, &[])));
+    // An execute sends its messages when first polled: poll every call once, in order, so
+    // BEGIN, the statements in op order and COMMIT all leave before any answer is awaited;
+    // then collect the answers in the same order (the server answers in order).
+    let mut early: Vec<Option<Result<u64, tokio_postgres::Error>>> =
+        calls.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        for (call, slot) in calls.iter_mut().zip(early.iter_mut()) {
+            if let Poll::Ready(r) = call.as_mut().poll(cx) {
+                *slot = Some(r);
+            }
+        }
+        Poll::Ready(())
+    })
+    .await;
+    for (call, slot) in calls.into_iter().zip(early) {
+        match slot {
+            Some(r) => r.map_err(pg_err)?,
+            None => call.await.map_err(pg_err)?,
+        };
+    }
+    Ok(())
 }
 
 enum Msg {

@@ -773,6 +773,60 @@ mod pg {
         th.stop().await;
     }
 
+    /// One caller's bad batch fails alone: concurrent callers merged into the same commit
+    /// still land, and the connection is clean for the next commit.
+    #[tokio::test]
+    async fn postgres_bad_batch_does_not_fail_its_neighbours() {
+        use super::super::store_conformance::{event, request};
+        use a2a_mcp::model::{EventKind, RequestState};
+        use a2a_mcp::store::Op;
+        let Some(url) = url() else { return };
+        let cleanup = Cleanup::new(&url);
+        let schema = unique("b");
+        cleanup.schemas.lock().push(schema.clone());
+        let store = Arc::new(
+            PostgresStore::open(&settings(&url, &schema), true)
+                .await
+                .unwrap(),
+        );
+        for round in 0..5u64 {
+            let mut tasks = Vec::new();
+            for w in 0..10u64 {
+                let store = store.clone();
+                tasks.push(tokio::spawn(async move {
+                    let seq = if w == 3 { u64::MAX } else { round + 1 };
+                    let r = store
+                        .write(vec![Op::AppendEvent(event(
+                            &format!("w{w}"),
+                            seq,
+                            EventKind::Start,
+                        ))])
+                        .await;
+                    (w, r)
+                }));
+            }
+            for t in tasks {
+                let (w, r) = t.await.unwrap();
+                if w == 3 {
+                    assert!(matches!(r, Err(StoreError::Other(_))), "{r:?}");
+                } else {
+                    r.unwrap();
+                }
+            }
+        }
+        for w in (0..10).filter(|w| *w != 3) {
+            assert_eq!(store.last_seq(&format!("w{w}")).await.unwrap(), 5);
+        }
+        assert_eq!(store.last_seq("w3").await.unwrap(), 0);
+        // Text Postgres cannot hold (NUL) is stored with U+FFFD instead of failing the commit.
+        let mut rec = request("nul", RequestState::Error, None, "a");
+        rec.error = Some("bad\0byte".into());
+        store.write(vec![Op::PutRequest(rec)]).await.unwrap();
+        let back = store.get_request("nul").await.unwrap().unwrap();
+        assert_eq!(back.error.as_deref(), Some("bad\u{FFFD}byte"));
+        store.close().await.unwrap();
+    }
+
     /// The store used directly: a connection killed under a running writer load gives
     /// Unavailable errors (never a panic or a wrong answer) and the store carries on.
     #[tokio::test]
