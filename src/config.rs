@@ -95,6 +95,18 @@ pub const SETTINGS: &[Setting] = &[
         "Postgres schema holding a2a-mcp's tables (created by the first migration); one schema per hub, so several hubs or tenants can share a database."
     ),
     s!(
+        "postgres_tls",
+        ["A2A_POSTGRES_TLS"],
+        "false",
+        "Connect to Postgres over TLS (rustls), verifying the server certificate and host name against the Mozilla roots plus `postgres_ca_file`; also on when the URL says `sslmode=require`. Otherwise connections are plain (`sslmode=prefer` does not encrypt here)."
+    ),
+    s!(
+        "postgres_ca_file",
+        ["A2A_POSTGRES_CA_FILE"],
+        "",
+        "PEM file of extra CA certificates trusted for Postgres TLS (e.g. a cloud provider's or your own CA)."
+    ),
+    s!(
         "postgres_pool_size",
         ["A2A_POSTGRES_POOL_SIZE"],
         "16",
@@ -267,6 +279,10 @@ pub struct PostgresSettings {
     pub password: Option<String>,
     /// Schema holding the tables; a plain lower-case identifier.
     pub schema: String,
+    /// TLS with certificate and host name verification.
+    pub tls: bool,
+    /// Extra trusted CA certificates (PEM) for TLS.
+    pub ca_file: Option<PathBuf>,
     pub pool_size: usize,
     pub timeout: Duration,
 }
@@ -623,6 +639,8 @@ fn postgres_settings(raw: &Raw) -> Result<PostgresSettings, ConfigError> {
             .unwrap_or_else(|| "postgres".into()),
         password: raw.text("postgres_password"),
         schema,
+        tls: raw.bool("postgres_tls")?,
+        ca_file: raw.text("postgres_ca_file").map(PathBuf::from),
         pool_size: raw.positive("postgres_pool_size")?,
         timeout,
     })

@@ -20,8 +20,11 @@
 //! times that); a commit that times out is reported as failed although the server may still
 //! have applied it, as with any database client.
 //!
-//! TLS to the database is not implemented (connections use `NoTls`): run Postgres on a
-//! trusted network or a Unix socket.
+//! TLS (`A2A_POSTGRES_TLS=true`, or `sslmode=require` in the URL) uses rustls with the ring
+//! provider and always verifies the server certificate chain (Mozilla roots plus
+//! `A2A_POSTGRES_CA_FILE`) and host name, like libpq's `verify-full`. Without it connections
+//! are plain: `sslmode=prefer` (the driver default) does not encrypt here, because an
+//! unverified session would not stop an active attacker anyway.
 
 use std::future::Future;
 use std::task::Poll;
@@ -54,6 +57,19 @@ const BACKEND: &str = "postgres";
 
 /// Maps a driver error: lost connections, shutdowns and overload are `Unavailable` (retry
 /// later); anything else the database refused is `Other`.
+/// The driver error with its causes ("db error: ERROR: …", "error performing TLS handshake:
+/// invalid peer certificate: …"); the driver's own text names only the kind.
+fn describe(e: &tokio_postgres::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
+}
+
 fn pg_err(e: tokio_postgres::Error) -> StoreError {
     match e.code() {
         Some(code) => {
@@ -65,13 +81,13 @@ fn pg_err(e: tokio_postgres::Error) -> StoreError {
                 || c == "40P01" // deadlock
                 || c == "25006"; // read-only transaction (a failover in progress)
             if transient {
-                StoreError::Unavailable(format!("postgres: {e}"))
+                StoreError::Unavailable(format!("postgres: {}", describe(&e)))
             } else {
-                StoreError::Other(format!("postgres: {e}"))
+                StoreError::Other(format!("postgres: {}", describe(&e)))
             }
         }
         // No SQLSTATE: I/O error, closed connection, protocol error.
-        None => StoreError::Unavailable(format!("postgres: {e}")),
+        None => StoreError::Unavailable(format!("postgres: {}", describe(&e))),
     }
 }
 
@@ -167,7 +183,7 @@ fn client_config(s: &PostgresSettings) -> StoreResult<tokio_postgres::Config> {
 }
 
 /// Where the data lives, for messages (never the password).
-fn location(c: &tokio_postgres::Config, schema: &str) -> String {
+fn location(c: &tokio_postgres::Config, s: &PostgresSettings) -> String {
     let host = match c.get_hosts().first() {
         Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
         #[cfg(unix)]
@@ -177,17 +193,61 @@ fn location(c: &tokio_postgres::Config, schema: &str) -> String {
     let port = c.get_ports().first().copied().unwrap_or(5432);
     let user = c.get_user().unwrap_or("");
     let db = c.get_dbname().unwrap_or(user);
-    format!("postgres://{user}@{host}:{port}/{db} (schema {schema})")
+    let tls = if wants_tls(s, c) { ", TLS" } else { "" };
+    format!(
+        "postgres://{user}@{host}:{port}/{db} (schema {}{tls})",
+        s.schema
+    )
 }
 
-fn pool(s: &PostgresSettings, config: tokio_postgres::Config) -> StoreResult<Pool> {
-    let manager = Manager::from_config(
-        config,
-        NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
+/// Whether connections use TLS: the setting, or `sslmode=require` in the URL.
+fn wants_tls(s: &PostgresSettings, c: &tokio_postgres::Config) -> bool {
+    s.tls || c.get_ssl_mode() == tokio_postgres::config::SslMode::Require
+}
+
+/// The rustls connector: ring provider, Mozilla roots plus the configured CA file.
+fn tls_connector(s: &PostgresSettings) -> StoreResult<tokio_postgres_rustls::MakeRustlsConnect> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    if let Some(path) = &s.ca_file {
+        let bad = |detail: String| {
+            StoreError::Other(format!(
+                "postgres_ca_file (A2A_POSTGRES_CA_FILE) = {}: {detail}",
+                path.display()
+            ))
+        };
+        let certs = CertificateDer::pem_file_iter(path)
+            .map_err(|e| bad(format!("cannot read: {e}")))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| bad(format!("not a PEM certificate file: {e}")))?;
+        let (added, _) = roots.add_parsable_certificates(certs);
+        if added == 0 {
+            return Err(bad("holds no usable certificate".into()));
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| StoreError::Other(format!("TLS setup: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
+fn pool(s: &PostgresSettings, mut config: tokio_postgres::Config) -> StoreResult<Pool> {
+    let manager_config = ManagerConfig {
+        recycling_method: RecyclingMethod::Fast,
+    };
+    let manager = if wants_tls(s, &config) {
+        config.ssl_mode(tokio_postgres::config::SslMode::Require);
+        Manager::from_config(config, tls_connector(s)?, manager_config)
+    } else {
+        config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+        Manager::from_config(config, NoTls, manager_config)
+    };
     Pool::builder(manager)
         .max_size(s.pool_size)
         .runtime(Runtime::Tokio1)
@@ -340,7 +400,7 @@ async fn run_migrations(
 /// `a2a-mcp migrate` on Postgres: connects, applies or reports, disconnects.
 pub async fn migrate(s: &PostgresSettings, mode: Mode) -> StoreResult<Report> {
     let config = client_config(s)?;
-    let loc = location(&config, &s.schema);
+    let loc = location(&config, s);
     let pool = pool(s, config)?;
     let mut c = pool
         .get()
@@ -770,7 +830,7 @@ impl PostgresStore {
     /// task on the current Tokio runtime.
     pub async fn open(s: &PostgresSettings, auto_migrate: bool) -> StoreResult<Self> {
         let config = client_config(s)?;
-        let loc = location(&config, &s.schema);
+        let loc = location(&config, s);
         let pool = pool(s, config)?;
         {
             let mut c = pool

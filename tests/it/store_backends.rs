@@ -418,6 +418,8 @@ mod pg {
             user: "postgres".into(),
             password: None,
             schema: schema.to_string(),
+            tls: false,
+            ca_file: None,
             pool_size: 4,
             timeout: Duration::from_secs(5),
         }
@@ -771,6 +773,92 @@ mod pg {
             assert_eq!(&replayed, events);
         }
         th.stop().await;
+    }
+
+    /// TLS against the test server, when it offers TLS (Debian's default server does, with
+    /// its self-signed "snakeoil" certificate for `localhost`): verified with the certificate
+    /// as CA it works and the session is encrypted; without trusting it, or under another
+    /// host name, the connection is refused.
+    #[tokio::test]
+    async fn postgres_tls_verifies_the_server() {
+        let Some(url) = url() else { return };
+        let admin = admin(&url).await;
+        let row = admin
+            .query_one(
+                "SELECT current_setting('ssl'), current_setting('ssl_cert_file')",
+                &[],
+            )
+            .await
+            .unwrap();
+        let (ssl, cert): (String, String) = (row.get(0), row.get(1));
+        let cert = PathBuf::from(cert);
+        if ssl != "on" || !cert.is_absolute() || std::fs::read(&cert).is_err() {
+            eprintln!("skipped: the test server offers no TLS with a readable certificate");
+            return;
+        }
+        let pem = std::fs::read_to_string(&cert).unwrap();
+        if !pem.contains("BEGIN CERTIFICATE") {
+            eprintln!("skipped: {} is not a PEM certificate", cert.display());
+            return;
+        }
+        let base: tokio_postgres::Config = url.parse().unwrap();
+        let port = base.get_ports().first().copied().unwrap_or(5432);
+        let user = base.get_user().unwrap_or("postgres").to_string();
+        let db = base.get_dbname().unwrap_or(&user).to_string();
+        let cleanup = Cleanup::new(&url);
+        let schema = unique("s");
+        cleanup.schemas.lock().push(schema.clone());
+        let with = |host: &str, ca: Option<PathBuf>| PostgresSettings {
+            url: Some(format!("host={host} port={port} dbname={db} user={user}")),
+            tls: true,
+            ca_file: ca,
+            ..settings(&url, &schema)
+        };
+
+        let store = PostgresStore::open(&with("localhost", Some(cert.clone())), true)
+            .await
+            .unwrap_or_else(|e| panic!("TLS with the server's certificate trusted: {e}"));
+        assert!(store.location().contains("TLS"), "{}", store.location());
+        store
+            .write(vec![a2a_mcp::store::Op::PutAgent(
+                super::super::store_conformance::agent("tls"),
+            )])
+            .await
+            .unwrap();
+        assert!(store.get_agent("tls").await.unwrap().is_some());
+        let encrypted: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+                 WHERE a.application_name = $1 AND s.ssl",
+                &[&format!("a2a-mcp/{schema}")],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(encrypted > 0, "the store's sessions use TLS");
+        store.close().await.unwrap();
+
+        // Not trusted (only the public roots): refused, saying why.
+        let e = PostgresStore::open(&with("localhost", None), true)
+            .await
+            .err()
+            .expect("an untrusted certificate is refused");
+        assert!(matches!(e, StoreError::Unavailable(_)), "{e}");
+        assert!(e.to_string().to_lowercase().contains("certificate"), "{e}");
+        // Trusted, but the name does not match the certificate (it is for localhost).
+        let e = PostgresStore::open(&with("127.0.0.1", Some(cert.clone())), true)
+            .await
+            .err()
+            .expect("a host name mismatch is refused");
+        assert!(e.to_string().to_lowercase().contains("certificate"), "{e}");
+        // A CA file that is not one is a clear configuration error.
+        let junk = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(junk.path(), "not a certificate").unwrap();
+        let e = PostgresStore::open(&with("localhost", Some(junk.path().to_path_buf())), true)
+            .await
+            .err()
+            .expect("a bad CA file is refused");
+        assert!(e.to_string().contains("A2A_POSTGRES_CA_FILE"), "{e}");
     }
 
     /// One caller's bad batch fails alone: concurrent callers merged into the same commit
