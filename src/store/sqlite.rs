@@ -277,6 +277,8 @@ fn open_conn(path: &Path, flags: OpenFlags) -> StoreResult<Connection> {
     let conn = Connection::open_with_flags(path, flags)
         .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(io)?;
+    // Room for every statement of the store (the default keeps 16).
+    conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
 
