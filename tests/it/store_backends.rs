@@ -76,6 +76,45 @@ async fn sqlite_file_is_locked_by_one_store_at_a_time() {
     again.close().await.unwrap();
 }
 
+/// WAL mode: while another connection holds the write lock, the store still reads (the last
+/// committed data) at once; its own writes wait for the lock and then land.
+#[tokio::test]
+async fn sqlite_readers_do_not_wait_for_a_writer() {
+    use a2a_mcp::store::{Op, Store};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.sqlite");
+    let store = Arc::new(a2a_mcp::store::sqlite::SqliteStore::open(&path, true).unwrap());
+    store
+        .write(vec![Op::PutAgent(super::store_conformance::agent("a"))])
+        .await
+        .unwrap();
+    let blocker = rusqlite::Connection::open(&path).unwrap();
+    blocker
+        .execute_batch("BEGIN IMMEDIATE; DELETE FROM agents;")
+        .unwrap();
+    let read = tokio::time::timeout(Duration::from_secs(1), store.get_agent("a"))
+        .await
+        .expect("a read does not wait for the writer");
+    assert!(
+        read.unwrap().is_some(),
+        "readers see the last committed state"
+    );
+    let pending = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .write(vec![Op::PutAgent(super::store_conformance::agent("b"))])
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!pending.is_finished(), "the write waits for the lock");
+    blocker.execute_batch("ROLLBACK;").unwrap();
+    pending.await.unwrap().unwrap();
+    assert_eq!(store.list_agents().await.unwrap().len(), 2);
+    store.close().await.unwrap();
+}
+
 fn bin() -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(BIN);
     cmd.env_clear()
