@@ -3,7 +3,7 @@
 //! Offline (no server holds the store): reads and writes the store directly, with the same
 //! validation and records as the running hub. When a server holds the store, the command
 //! goes through that server's REST API (`--url`, default the configured API address) and
-//! says so.
+//! says so. On Postgres (no process lock) a server that answers at that address is used.
 
 use std::path::PathBuf;
 
@@ -75,6 +75,16 @@ pub async fn run(config: Config, cmd: AgentsCommand) -> Exit {
         };
         format!("http://{host}:{}", config.stream_port)
     });
+    if config.store == crate::config::StoreKind::Postgres
+        && call(http::Method::GET, format!("{base}/api/v1/agents"), None)
+            .await
+            .is_ok()
+    {
+        // A shared database has no process lock, and a running server would not notice
+        // direct writes: when a server answers, go through it.
+        eprintln!("a server is running on this database; using its API at {base}");
+        return online(&base, cmd).await;
+    }
     match store::open(&config).await {
         Ok(st) => {
             let r = offline(&config, st.clone(), cmd).await;

@@ -59,7 +59,12 @@ fn summary(config: &Config, hub: &Hub, api: Option<&Listener>, ops: Option<&List
     );
     line(
         "store",
-        format!("{} in {}", hub.store_backend(), config.data_dir.display()),
+        match config.store {
+            crate::config::StoreKind::Postgres => {
+                format!("postgres, schema {}", config.postgres.schema)
+            }
+            _ => format!("{} in {}", hub.store_backend(), config.data_dir.display()),
+        },
     );
     line(
         "catalog",

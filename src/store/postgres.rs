@@ -1207,3 +1207,73 @@ impl Store for PostgresStore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> PostgresSettings {
+        PostgresSettings {
+            url: None,
+            host: "db.internal".into(),
+            port: 6543,
+            db: Some("hub".into()),
+            user: "app".into(),
+            password: Some("s3cret".into()),
+            schema: "tenant_1".into(),
+            tls: false,
+            ca_file: None,
+            pool_size: 4,
+            timeout: Duration::from_secs(3),
+        }
+    }
+
+    #[test]
+    fn separate_settings_build_the_connection() {
+        let s = settings();
+        let c = client_config(&s).unwrap();
+        assert_eq!(c.get_user(), Some("app"));
+        assert_eq!(c.get_dbname(), Some("hub"));
+        assert_eq!(c.get_ports(), &[6543]);
+        assert_eq!(c.get_password(), Some(&b"s3cret"[..]));
+        assert_eq!(c.get_options(), Some("-c search_path=tenant_1"));
+        assert_eq!(c.get_application_name(), Some("a2a-mcp/tenant_1"));
+        let loc = location(&c, &s);
+        assert_eq!(loc, "postgres://app@db.internal:6543/hub (schema tenant_1)");
+        assert!(!loc.contains("s3cret"));
+    }
+
+    #[test]
+    fn url_wins_and_takes_the_password_setting_when_it_has_none() {
+        let s = PostgresSettings {
+            url: Some("postgres://u@h:5433/d?options=-c%20statement_timeout%3D5000".into()),
+            ..settings()
+        };
+        let c = client_config(&s).unwrap();
+        assert_eq!((c.get_user(), c.get_dbname()), (Some("u"), Some("d")));
+        assert_eq!(c.get_password(), Some(&b"s3cret"[..]));
+        assert_eq!(
+            c.get_options(),
+            Some("-c statement_timeout=5000 -c search_path=tenant_1")
+        );
+        let s = PostgresSettings {
+            url: Some("postgres://u:inurl@h/d?sslmode=require".into()),
+            ..settings()
+        };
+        let c = client_config(&s).unwrap();
+        assert_eq!(c.get_password(), Some(&b"inurl"[..]));
+        assert!(wants_tls(&s, &c), "sslmode=require turns TLS on");
+        assert!(location(&c, &s).ends_with("(schema tenant_1, TLS)"));
+    }
+
+    #[test]
+    fn driver_errors_are_classified() {
+        // No SQLSTATE (I/O, closed): the database is away.
+        let closed = pool_err(PoolError::Closed);
+        assert!(matches!(closed, StoreError::Unavailable(_)));
+        assert!(matches!(
+            pool_err(PoolError::Timeout(deadpool_postgres::TimeoutType::Wait)),
+            StoreError::Unavailable(_)
+        ));
+    }
+}

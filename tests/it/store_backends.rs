@@ -645,6 +645,45 @@ mod pg {
         th.stop().await;
     }
 
+    /// `a2a-mcp agents` on a shared database goes through the running server, so the server
+    /// sees the change at once.
+    #[tokio::test]
+    async fn postgres_agents_cli_uses_the_running_server() {
+        let Some(url) = url() else { return };
+        let cleanup = Cleanup::new(&url);
+        let schema = unique("a");
+        cleanup.schemas.lock().push(schema.clone());
+        let th = TestHub::start_with(&[
+            ("store", "postgres"),
+            ("postgres_url", url.as_str()),
+            ("postgres_schema", schema.as_str()),
+        ])
+        .await;
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(
+            file.path(),
+            r#"[[agents]]
+id = "via-api"
+capabilities = [{ name = "chat" }]
+executor = { kind = "builtin", name = "echo" }
+"#,
+        )
+        .unwrap();
+        let mut cmd = bin();
+        cmd.args(["agents", "deploy"])
+            .arg(file.path())
+            .args(["--url", &format!("http://{}", th.api)])
+            .env("A2A_STORE", "postgres")
+            .env("A2A_POSTGRES_URL", &url)
+            .env("A2A_POSTGRES_SCHEMA", &schema);
+        let out = run(cmd).await;
+        assert_eq!(out.code, Some(0), "{}", out.stderr);
+        assert!(out.stderr.contains("using its API"), "{}", out.stderr);
+        let (s, v) = get(&th.rest("/agents/via-api")).await;
+        assert_eq!(s, 200, "the running hub knows the agent: {v}");
+        th.stop().await;
+    }
+
     fn metric(text: &str, name: &str) -> f64 {
         text.lines()
             .find(|l| l.starts_with(name))
