@@ -235,6 +235,42 @@ async fn sqlite_server_refuses_a_second_process() {
     assert!(out.stdout.contains("up to date"), "{}", out.stdout);
 }
 
+/// Acknowledged means durable on SQLite too: every invocation answered 202 before a kill -9
+/// is known after the restart, with its stream.
+#[tokio::test]
+async fn sqlite_kill_9_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("A2A_STORE", "sqlite")];
+    let mut b = TestBinary::serve(dir.path(), &env).await;
+    let invoke_url = b.rest("/agents/echo/invoke");
+    let acked = futures_util::future::join_all((0..30).map(|i| {
+        let url = invoke_url.clone();
+        async move {
+            let (s, v) = post(&url, json!({"input": echo_input(&format!("k{i}"), 2, 0)})).await;
+            assert_eq!(s, 202, "{v}");
+            v["requestId"].as_str().unwrap().to_string()
+        }
+    }))
+    .await;
+    b.kill9();
+    let _ = b.child.wait().await;
+    let b = TestBinary::serve(dir.path(), &env).await;
+    for id in &acked {
+        let mut last = Value::Null;
+        for _ in 0..200 {
+            let (s, v) = get(&b.rest(&format!("/requests/{id}"))).await;
+            assert_eq!(s, 200, "acknowledged request {id} survived the crash: {v}");
+            if v["status"] == "done" {
+                last = v;
+                break;
+            }
+            last = v;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(last["status"], "done", "{last}");
+    }
+}
+
 fn sqlite_versions(path: &Path) -> Vec<i64> {
     let conn = rusqlite::Connection::open(path).unwrap();
     let mut st = conn
