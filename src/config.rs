@@ -58,7 +58,66 @@ pub const SETTINGS: &[Setting] = &[
         "store",
         ["A2A_STORE"],
         "redb",
-        "Storage backend: `redb` (embedded, default)."
+        "Storage backend: `redb` (embedded file, default), `sqlite` (embedded file `a2a-mcp.sqlite`), or `postgres` (external database; builds with the `postgres` cargo feature)."
+    ),
+    s!(
+        "auto_migrate",
+        ["A2A_AUTO_MIGRATE"],
+        "true",
+        "Apply pending schema migrations of the SQL stores (sqlite, postgres) at start-up; with `false` a schema behind the binary stops start-up until `a2a-mcp migrate` has run. Migrations take a lock, run in one transaction and never downgrade."
+    ),
+    s!(secret "postgres_url", ["A2A_POSTGRES_URL"], "",
+       "Postgres connection as one URL (`postgres://user:password@host:5432/db`) or key=value string; when set, the `POSTGRES_*` settings below are not used (except `POSTGRES_PASSWORD` when the URL has no password)."),
+    s!(
+        "postgres_host",
+        ["POSTGRES_HOST"],
+        "127.0.0.1",
+        "Postgres host name, IP address, or Unix socket directory."
+    ),
+    s!("postgres_port", ["POSTGRES_PORT"], "5432", "Postgres port."),
+    s!(
+        "postgres_db",
+        ["POSTGRES_DB"],
+        "",
+        "Postgres database (default: the user name)."
+    ),
+    s!(
+        "postgres_user",
+        ["POSTGRES_USER"],
+        "postgres",
+        "Postgres user."
+    ),
+    s!(secret "postgres_password", ["POSTGRES_PASSWORD"], "",
+       "Postgres password (also from `POSTGRES_PASSWORD_FILE`)."),
+    s!(
+        "postgres_schema",
+        ["A2A_POSTGRES_SCHEMA"],
+        "a2a",
+        "Postgres schema holding a2a-mcp's tables (created by the first migration); one schema per hub, so several hubs or tenants can share a database."
+    ),
+    s!(
+        "postgres_tls",
+        ["A2A_POSTGRES_TLS"],
+        "false",
+        "Connect to Postgres over TLS (rustls), verifying the server certificate and host name against the Mozilla roots plus `postgres_ca_file`; also on when the URL says `sslmode=require`. Otherwise connections are plain (`sslmode=prefer` does not encrypt here)."
+    ),
+    s!(
+        "postgres_ca_file",
+        ["A2A_POSTGRES_CA_FILE"],
+        "",
+        "PEM file of extra CA certificates trusted for Postgres TLS (e.g. a cloud provider's or your own CA)."
+    ),
+    s!(
+        "postgres_pool_size",
+        ["A2A_POSTGRES_POOL_SIZE"],
+        "16",
+        "Connections to Postgres kept by the pool (reads share them; writes use one at a time)."
+    ),
+    s!(
+        "postgres_timeout",
+        ["A2A_POSTGRES_TIMEOUT"],
+        "5s",
+        "How long a store operation may wait for a Postgres connection or answer before it fails with store_unavailable."
     ),
     s!(
         "stream_host",
@@ -233,6 +292,40 @@ pub enum Env {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoreKind {
     Redb,
+    Sqlite,
+    Postgres,
+}
+
+impl StoreKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            StoreKind::Redb => "redb",
+            StoreKind::Sqlite => "sqlite",
+            StoreKind::Postgres => "postgres",
+        }
+    }
+}
+
+/// Connection settings of the Postgres backend (plain data; the backend builds the client
+/// configuration from them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostgresSettings {
+    /// One connection URL or key=value string; wins over the separate fields.
+    pub url: Option<String>,
+    pub host: String,
+    pub port: u16,
+    /// Database; `None` = the user name.
+    pub db: Option<String>,
+    pub user: String,
+    pub password: Option<String>,
+    /// Schema holding the tables; a plain lower-case identifier.
+    pub schema: String,
+    /// TLS with certificate and host name verification.
+    pub tls: bool,
+    /// Extra trusted CA certificates (PEM) for TLS.
+    pub ca_file: Option<PathBuf>,
+    pub pool_size: usize,
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -255,6 +348,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub catalog_dir: PathBuf,
     pub store: StoreKind,
+    pub auto_migrate: bool,
+    pub postgres: PostgresSettings,
     pub stream_host: IpAddr,
     pub stream_port: u16,
     pub metrics_host: IpAddr,
@@ -451,8 +546,18 @@ impl Config {
         };
         let store = match raw.get("store").0.trim() {
             "redb" | "" => StoreKind::Redb,
-            _ => return Err(raw.err("store", "redb")),
+            "sqlite" => StoreKind::Sqlite,
+            "postgres" | "postgresql" if cfg!(feature = "postgres") => StoreKind::Postgres,
+            "postgres" | "postgresql" => {
+                return Err(ConfigError(
+                    "store (A2A_STORE) = \"postgres\": this a2a-mcp was built without Postgres \
+                     support (cargo feature `postgres`); use redb or sqlite, or a build with the feature"
+                        .into(),
+                ));
+            }
+            _ => return Err(raw.err("store", "redb, sqlite or postgres")),
         };
+        let postgres = postgres_settings(&raw)?;
         let public_url = raw.text("public_url");
         if let Some(u) = &public_url
             && !(u.starts_with("http://") || u.starts_with("https://"))
@@ -497,6 +602,8 @@ impl Config {
                     .unwrap_or_else(|| "data/catalog".into()),
             ),
             store,
+            auto_migrate: raw.bool("auto_migrate")?,
+            postgres,
             stream_host: raw.parse("stream_host", "an IP address such as 127.0.0.1 or 0.0.0.0")?,
             stream_port: raw.parse("stream_port", "a port number 0-65535")?,
             metrics_host: raw
@@ -613,6 +720,55 @@ impl Config {
         }
         out
     }
+}
+
+fn postgres_settings(raw: &Raw) -> Result<PostgresSettings, ConfigError> {
+    let url = raw.text("postgres_url");
+    #[cfg(feature = "postgres")]
+    if let Some(u) = &url
+        && let Err(e) = u.parse::<tokio_postgres::Config>()
+    {
+        // The value may hold a password: name the setting, never echo it.
+        return Err(ConfigError(format!(
+            "postgres_url (A2A_POSTGRES_URL): not a valid Postgres connection URL or key=value string: {e}"
+        )));
+    }
+    let schema = raw.text("postgres_schema").unwrap_or_else(|| "a2a".into());
+    let valid_schema = schema.len() <= 63
+        && schema
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && schema
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !valid_schema {
+        return Err(raw.err(
+            "postgres_schema",
+            "a schema name of 1-63 characters a-z, 0-9 or _, starting with a letter or _",
+        ));
+    }
+    let timeout = raw.duration("postgres_timeout")?;
+    if timeout.is_zero() {
+        return Err(raw.err("postgres_timeout", "a duration longer than 0"));
+    }
+    Ok(PostgresSettings {
+        url,
+        host: raw
+            .text("postgres_host")
+            .unwrap_or_else(|| "127.0.0.1".into()),
+        port: raw.parse("postgres_port", "a port number 1-65535")?,
+        db: raw.text("postgres_db"),
+        user: raw
+            .text("postgres_user")
+            .unwrap_or_else(|| "postgres".into()),
+        password: raw.text("postgres_password"),
+        schema,
+        tls: raw.bool("postgres_tls")?,
+        ca_file: raw.text("postgres_ca_file").map(PathBuf::from),
+        pool_size: raw.positive("postgres_pool_size")?,
+        timeout,
+    })
 }
 
 /// Host part of an http(s) URL, without port or brackets.
@@ -740,6 +896,45 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("A2A_RETENTION"), "{e}");
+    }
+
+    #[test]
+    fn store_settings() {
+        let c = load(&[("A2A_STORE", "sqlite")], &[]).unwrap();
+        assert_eq!(c.store, StoreKind::Sqlite);
+        assert!(c.auto_migrate);
+        assert_eq!(c.postgres.schema, "a2a");
+        assert_eq!(c.postgres.port, 5432);
+        let e = load(&[("A2A_STORE", "mysql")], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("A2A_STORE") && e.contains("sqlite"), "{e}");
+        let e = load(&[("A2A_POSTGRES_SCHEMA", "Robert'); DROP")], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("A2A_POSTGRES_SCHEMA"), "{e}");
+        #[cfg(feature = "postgres")]
+        {
+            let c = load(
+                &[
+                    ("A2A_STORE", "postgres"),
+                    ("A2A_POSTGRES_URL", "postgres://u:pw@db:5433/hub"),
+                ],
+                &[],
+            )
+            .unwrap();
+            assert_eq!(c.store, StoreKind::Postgres);
+            let e = load(
+                &[("A2A_POSTGRES_URL", "postgres://u:secret@db:notaport/x")],
+                &[],
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(
+                e.contains("A2A_POSTGRES_URL") && !e.contains("secret"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! Restoring a snapshot: verify it completely, write it into a fresh store, then switch.
 //!
-//! Embedded stores restore into a new file next to the current one; only when every record is
-//! written and the new store is closed does it take the current name (`rename`, atomic), and
-//! the previous file is kept under `<name>.pre-restore-<time>` (a hard link made before the
-//! switch). A restore that fails at any point leaves the current store untouched.
+//! Embedded stores (redb, SQLite) restore into a new file next to the current one; only when
+//! every record is written and the new store is closed does it take the current name
+//! (`rename`, atomic), and the previous file is kept under `<name>.pre-restore-<time>` (a hard
+//! link made before the switch). Postgres restores into a new schema and swaps the schema
+//! names in one transaction, keeping the previous one as `<schema>_pre_restore_<time>`. A
+//! restore that fails at any point leaves the current store untouched.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -23,8 +25,8 @@ pub struct RestoreSummary {
     pub manifest: Manifest,
     pub counts: BTreeMap<String, u64>,
     pub duration_ms: u128,
-    /// Where the previous store was kept.
-    pub previous: Option<PathBuf>,
+    /// Where the previous store was kept (a file, or a Postgres schema).
+    pub previous: Option<String>,
 }
 
 /// Options of a restore.
@@ -81,14 +83,22 @@ pub fn write_records(
     Ok(counts)
 }
 
-/// Opens a store file of the configured embedded backend.
+/// Opens a store file of an embedded backend.
 type Opener = fn(&Path) -> Result<DynStore, StoreError>;
 
-fn store_file(config: &Config) -> (PathBuf, Opener) {
+/// The embedded store file of the configured backend, how to open one, and the suffix its
+/// siblings get (`<file>.restore-<time>`, `<file>.pre-restore-<time>`).
+fn store_file(config: &Config) -> Option<(PathBuf, Opener)> {
     match config.store {
-        StoreKind::Redb => (config.data_dir.join("a2a-mcp.redb"), |p| {
+        StoreKind::Redb => Some((config.data_dir.join("a2a-mcp.redb"), |p| {
             Ok(Arc::new(crate::store::redb::RedbStore::open(p)?) as DynStore)
-        }),
+        })),
+        StoreKind::Sqlite => Some(
+            (config.data_dir.join(crate::store::sqlite::FILE_NAME), |p| {
+                Ok(Arc::new(crate::store::sqlite::SqliteStore::open(p, true)?) as DynStore)
+            }),
+        ),
+        StoreKind::Postgres => None,
     }
 }
 
@@ -101,11 +111,50 @@ pub fn restore(
 ) -> BackupResult<RestoreSummary> {
     let started = Instant::now();
     let manifest = verify(snapshot)?;
-    let (current, open) = store_file(config);
+    let (counts, previous) = match store_file(config) {
+        Some((current, open)) => restore_file(&current, open, snapshot, opts)?,
+        None => restore_postgres(config, snapshot, opts)?,
+    };
+    Ok(RestoreSummary {
+        manifest,
+        counts,
+        duration_ms: started.elapsed().as_millis(),
+        previous,
+    })
+}
+
+/// A path next to `p` with `suffix` appended to its file name.
+fn sibling(p: &Path, suffix: &str) -> PathBuf {
+    let mut name = p.file_name().unwrap_or_default().to_os_string();
+    name.push(suffix);
+    p.with_file_name(name)
+}
+
+/// SQLite's companions of a database file (write-ahead log, shared memory, our lock file).
+fn companions(p: &Path) -> [PathBuf; 3] {
+    [sibling(p, "-wal"), sibling(p, "-shm"), sibling(p, ".lock")]
+}
+
+fn remove_with_companions(p: &Path) {
+    let _ = std::fs::remove_file(p);
+    for c in companions(p) {
+        let _ = std::fs::remove_file(c);
+    }
+}
+
+type Restored = (BTreeMap<String, u64>, Option<String>);
+
+/// Embedded stores: write a new file next to the current one, then rename it into place.
+fn restore_file(
+    current: &Path,
+    open: Opener,
+    snapshot: &Path,
+    opts: &RestoreOptions,
+) -> BackupResult<Restored> {
     // Hold the current store while restoring: proves no server runs, and keeps one from
     // starting half-way.
     let holder = if current.exists() {
-        match open(&current) {
+        match open(current) {
             Ok(s) => Some(s),
             Err(StoreError::Locked(_)) => {
                 return Err(BackupError::Refused(format!(
@@ -127,11 +176,11 @@ pub fn restore(
         None
     };
     let stamp = now_ms();
-    let fresh = current.with_extension(format!("redb.restore-{stamp}"));
+    let fresh = sibling(current, &format!(".restore-{stamp}"));
+    let handle = tokio::runtime::Handle::current();
     let result = (|| -> BackupResult<BTreeMap<String, u64>> {
         let target = open(&fresh)?;
         let counts = write_records(snapshot, &target, opts.fail_after);
-        let handle = tokio::runtime::Handle::current();
         let closed = handle.block_on(target.close());
         drop(target);
         let counts = counts?;
@@ -141,42 +190,105 @@ pub fn restore(
     let counts = match result {
         Ok(c) => c,
         Err(e) => {
-            let _ = std::fs::remove_file(&fresh);
+            remove_with_companions(&fresh);
             return Err(e);
         }
     };
     if let Some(h) = holder {
-        let handle = tokio::runtime::Handle::current();
         let _ = handle.block_on(h.close());
     }
+    // A closed SQLite database has checkpointed its log; a log left behind would be replayed
+    // into the restored file, so refuse to switch rather than mix the two.
+    let [wal, shm, _] = companions(current);
+    if std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
+        remove_with_companions(&fresh);
+        return Err(BackupError::Refused(format!(
+            "{} still holds unmerged writes of the current store; start and stop the server once (or open it with sqlite3) so it is checkpointed, then restore",
+            wal.display()
+        )));
+    }
+    let _ = std::fs::remove_file(&wal);
+    let _ = std::fs::remove_file(&shm);
     let mut previous = None;
     if current.exists() {
-        let keep = current.with_extension(format!("redb.pre-restore-{stamp}"));
-        std::fs::hard_link(&current, &keep).map_err(|e| {
-            let _ = std::fs::remove_file(&fresh);
+        let keep = sibling(current, &format!(".pre-restore-{stamp}"));
+        std::fs::hard_link(current, &keep).map_err(|e| {
+            remove_with_companions(&fresh);
             BackupError::Io(format!(
                 "cannot keep the previous store as {}: {e}",
                 keep.display()
             ))
         })?;
-        previous = Some(keep);
+        previous = Some(keep.display().to_string());
     }
-    std::fs::rename(&fresh, &current).map_err(|e| {
+    std::fs::rename(&fresh, current).map_err(|e| {
         BackupError::Io(format!(
             "cannot move the restored store into place ({} -> {}): {e}",
             fresh.display(),
             current.display()
         ))
     })?;
+    for c in companions(&fresh) {
+        let _ = std::fs::remove_file(c);
+    }
     if let Some(dir) = current.parent()
         && let Ok(d) = std::fs::File::open(dir)
     {
         let _ = d.sync_all();
     }
-    Ok(RestoreSummary {
-        manifest,
-        counts,
-        duration_ms: started.elapsed().as_millis(),
-        previous,
-    })
+    Ok((counts, previous))
+}
+
+/// Postgres: write into a fresh schema, then swap the schemas in one transaction; the
+/// previous schema is kept as `<schema>_pre_restore_<time>`.
+#[cfg(feature = "postgres")]
+fn restore_postgres(
+    config: &Config,
+    snapshot: &Path,
+    opts: &RestoreOptions,
+) -> BackupResult<Restored> {
+    use crate::store::postgres;
+    let handle = tokio::runtime::Handle::current();
+    let settings = &config.postgres;
+    let busy = handle.block_on(postgres::server_connections(settings))?;
+    if busy > 0 && !opts.force {
+        return Err(BackupError::Refused(format!(
+            "{busy} connection(s) of running a2a-mcp servers use schema {:?}; stop every replica (e.g. scale the Deployment to 0), then restore (--force skips this check)",
+            settings.schema
+        )));
+    }
+    let stamp = now_ms();
+    let fresh_name = format!("{}_restore_{stamp}", settings.schema);
+    let keep_name = format!("{}_pre_restore_{stamp}", settings.schema);
+    let mut fresh = settings.clone();
+    fresh.schema = fresh_name.clone();
+    let result = (|| -> BackupResult<BTreeMap<String, u64>> {
+        let target: DynStore =
+            Arc::new(handle.block_on(postgres::PostgresStore::open(&fresh, true))?);
+        let counts = write_records(snapshot, &target, opts.fail_after);
+        let closed = handle.block_on(target.close());
+        let counts = counts?;
+        closed?;
+        Ok(counts)
+    })();
+    let swapped = result.and_then(|counts| {
+        let had = handle.block_on(postgres::swap_schema(settings, &fresh_name, &keep_name))?;
+        Ok((counts, had))
+    });
+    match swapped {
+        Ok((counts, had)) => Ok((counts, had.then(|| format!("schema {keep_name}")))),
+        Err(e) => {
+            if let Err(d) = handle.block_on(postgres::drop_schema(settings, &fresh_name)) {
+                tracing::warn!(schema = %fresh_name, error = %d, "cannot drop the partial restore schema");
+            }
+            Err(e)
+        }
+    }
+}
+
+#[cfg(not(feature = "postgres"))]
+fn restore_postgres(_: &Config, _: &Path, _: &RestoreOptions) -> BackupResult<Restored> {
+    Err(BackupError::Refused(
+        "this a2a-mcp was built without Postgres support (cargo feature `postgres`)".into(),
+    ))
 }

@@ -95,8 +95,33 @@ enum Target {
     Remote { base: String, token: Option<String> },
 }
 
+/// True when the store is a shared database (no process lock) and a server answers at
+/// `base`: a running server would not notice direct writes, so commands go through it.
+pub(super) async fn server_shares_the_store(config: &Config, base: &str) -> bool {
+    if config.store != crate::config::StoreKind::Postgres {
+        return false;
+    }
+    let url = format!("{}/api/v1/openapi.json", base.trim_end_matches('/'));
+    if call(http::Method::GET, url, None, None).await.is_ok() {
+        eprintln!("a server is running on this database; using its API at {base}");
+        true
+    } else {
+        false
+    }
+}
+
 async fn target(config: &Config, remote: &Remote) -> Result<Target, String> {
-    match store::open(config) {
+    let base = remote
+        .url
+        .clone()
+        .unwrap_or_else(|| default_api_base(config));
+    if server_shares_the_store(config, &base).await {
+        return Ok(Target::Remote {
+            base,
+            token: remote.token.clone(),
+        });
+    }
+    match store::open(config).await {
         Ok(st) => {
             let catalog = crate::catalog::load(&config.catalog_dir).map_err(|e| e.to_string())?;
             let hub = Hub::open_admin(hub_config(config), st, catalog)
@@ -105,10 +130,6 @@ async fn target(config: &Config, remote: &Remote) -> Result<Target, String> {
             Ok(Target::Local(hub))
         }
         Err(StoreError::Locked(_)) => {
-            let base = remote
-                .url
-                .clone()
-                .unwrap_or_else(|| default_api_base(config));
             eprintln!("the store is held by a running server; using its admin API at {base}");
             Ok(Target::Remote {
                 base,

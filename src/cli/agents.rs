@@ -3,7 +3,7 @@
 //! Offline (no server holds the store): reads and writes the store directly, with the same
 //! validation and records as the running hub. When a server holds the store, the command
 //! goes through that server's REST API (`--url`, default the configured API address) and
-//! says so.
+//! says so. On Postgres (no process lock) a server that answers at that address is used.
 
 use std::path::PathBuf;
 
@@ -102,7 +102,10 @@ pub async fn run(config: Config, cmd: AgentsCommand) -> Exit {
         | AgentsCommand::ImportCard { url, .. } => url.clone(),
     };
     let base = url.unwrap_or_else(|| super::admin::default_api_base(&config));
-    match store::open(&config) {
+    if super::admin::server_shares_the_store(&config, &base).await {
+        return online(&base, cmd).await;
+    }
+    match store::open(&config).await {
         Ok(st) => {
             let catalog = match crate::catalog::load(&config.catalog_dir) {
                 Ok(c) => c,

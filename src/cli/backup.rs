@@ -141,7 +141,7 @@ pub async fn run(config: Config, cmd: BackupCommand) -> Exit {
                         s.duration_ms
                     );
                     if let Some(p) = s.previous {
-                        println!("the previous store is kept as {}", p.display());
+                        println!("the previous store is kept as {p}");
                     }
                     Exit::Ok
                 }
@@ -190,12 +190,24 @@ pub async fn run(config: Config, cmd: BackupCommand) -> Exit {
 fn store_name(config: &Config) -> &'static str {
     match config.store {
         crate::config::StoreKind::Redb => "redb",
+        crate::config::StoreKind::Sqlite => "sqlite",
+        crate::config::StoreKind::Postgres => "postgres",
     }
 }
 
 async fn create(config: Config, dir: Option<PathBuf>, remote: Remote) -> Exit {
     let started = Instant::now();
-    match store::open(&config) {
+    let base = remote
+        .url
+        .clone()
+        .unwrap_or_else(|| super::admin::default_api_base(&config));
+    // On a shared database a snapshot can be taken directly (`--dir`), or by the server.
+    let opened = if dir.is_none() && super::admin::server_shares_the_store(&config, &base).await {
+        Err(StoreError::Locked("a server runs on this database".into()))
+    } else {
+        store::open(&config).await
+    };
+    match opened {
         Ok(st) => {
             let dir = dir.unwrap_or(config.backup_dir.clone());
             let made = tokio::task::spawn_blocking(move || {
@@ -229,10 +241,6 @@ async fn create(config: Config, dir: Option<PathBuf>, remote: Remote) -> Exit {
                     "a running server writes snapshots into its own A2A_BACKUP_DIR; --dir applies only to a stopped store".into(),
                 );
             }
-            let base = remote
-                .url
-                .clone()
-                .unwrap_or_else(|| super::admin::default_api_base(&config));
             eprintln!("the store is held by a running server; asking it for a snapshot at {base}");
             match call(
                 http::Method::POST,

@@ -1,4 +1,4 @@
-//! The command line: `serve`, `stdio`, `check-config`, `agents`, `bench`.
+//! The command line: `serve`, `stdio`, `check-config`, `agents`, `migrate`, `bench`.
 //!
 //! Every subcommand resolves the configuration through [`Config::load`] (flags > env > file >
 //! defaults) and reports problems in one line. `main` maps the returned [`Exit`] to the
@@ -10,6 +10,7 @@ mod backup;
 pub mod bench;
 mod bridge;
 mod mcp_client;
+mod migrate;
 mod serve;
 
 pub use serve::hub_config;
@@ -106,6 +107,15 @@ pub enum Command {
     /// Load generator: concurrent MCP clients invoking `echo` and following each request
     /// over WebSocket, against a running server.
     Bench(bench::BenchArgs),
+    /// Apply pending schema migrations of the configured store (sqlite, postgres); idempotent.
+    Migrate {
+        /// Only show the applied and pending migrations; change nothing.
+        #[arg(long)]
+        status: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// How a command ended.
@@ -203,6 +213,10 @@ pub fn run(cli: Cli) -> Exit {
         Command::Audit { command } => {
             crate::telemetry::init(&config);
             runtime(|| admin::audit(config, command))
+        }
+        Command::Migrate { status, json } => {
+            crate::telemetry::init(&config);
+            runtime(|| migrate::run(config, status, json))
         }
         Command::Bench(_) => Exit::Ok,
     }

@@ -43,7 +43,7 @@ pub fn hub_config(config: &Config) -> HubConfig {
 
 /// Opens the store and starts the hub; errors are one printable line.
 pub async fn open_hub(config: &Config) -> Result<Hub, String> {
-    let store = store::open(config).map_err(|e| match e {
+    let store = store::open(config).await.map_err(|e| match e {
         StoreError::Locked(m) | StoreError::TooNew(m) => m,
         other => format!("cannot open the store: {other}"),
     })?;
@@ -68,7 +68,12 @@ fn summary(config: &Config, hub: &Hub, api: Option<&Listener>, ops: Option<&List
     );
     line(
         "store",
-        format!("{} in {}", hub.store_backend(), config.data_dir.display()),
+        match config.store {
+            crate::config::StoreKind::Postgres => {
+                format!("postgres, schema {}", config.postgres.schema)
+            }
+            _ => format!("{} in {}", hub.store_backend(), config.data_dir.display()),
+        },
     );
     line(
         "catalog",

@@ -7,13 +7,22 @@
 //!
 //! Every backend passes the same conformance suite (`tests/it/store_conformance.rs`).
 //!
-//! Threading: all methods are `async` and safe to call from any task. Embedded backends run
-//! their single writer on a dedicated OS thread (see [`group_commit`]); reads run on the
-//! calling task and are short.
+//! Threading: all methods are `async` and safe to call from any task. Embedded backends (redb,
+//! sqlite) run their single writer on a dedicated OS thread (see [`group_commit`]); reads run
+//! on the calling task and are short. The postgres backend batches concurrent writes in one
+//! commit task and reads over a connection pool.
+//!
+//! Schemas: redb versions its layout (`redb::SCHEMA_VERSION`) and every record (`codec`); the
+//! SQL backends apply numbered [`migrations`] (at open when `A2A_AUTO_MIGRATE` is on, or with
+//! `a2a-mcp migrate`).
 
 pub mod codec;
 pub mod group_commit;
+pub mod migrations;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod redb;
+pub mod sqlite;
 
 use std::sync::Arc;
 
@@ -226,12 +235,76 @@ pub trait Store: Send + Sync + 'static {
 
 pub type DynStore = Arc<dyn Store>;
 
-/// Opens the configured backend.
-pub fn open(config: &crate::config::Config) -> StoreResult<DynStore> {
+/// Opens the configured backend (for Postgres: connects, and migrates or checks the schema).
+pub async fn open(config: &crate::config::Config) -> StoreResult<DynStore> {
     match config.store {
         crate::config::StoreKind::Redb => {
             let path = config.data_dir.join("a2a-mcp.redb");
             Ok(Arc::new(redb::RedbStore::open(&path)?))
         }
+        crate::config::StoreKind::Sqlite => {
+            let path = config.data_dir.join(sqlite::FILE_NAME);
+            Ok(Arc::new(sqlite::SqliteStore::open(
+                &path,
+                config.auto_migrate,
+            )?))
+        }
+        #[cfg(feature = "postgres")]
+        crate::config::StoreKind::Postgres => Ok(Arc::new(
+            postgres::PostgresStore::open(&config.postgres, config.auto_migrate).await?,
+        )),
+        #[cfg(not(feature = "postgres"))]
+        crate::config::StoreKind::Postgres => Err(StoreError::Other(
+            "this a2a-mcp was built without Postgres support (cargo feature `postgres`)".into(),
+        )),
+    }
+}
+
+/// `a2a-mcp migrate`: applies pending migrations (`status_only`: only reports) on the
+/// configured backend. redb has no migrations: its version is reported and nothing changes.
+pub async fn migrate(
+    config: &crate::config::Config,
+    status_only: bool,
+) -> StoreResult<migrations::Report> {
+    let mode = if status_only {
+        migrations::Mode::Status
+    } else {
+        migrations::Mode::Apply
+    };
+    match config.store {
+        crate::config::StoreKind::Redb => {
+            let path = config.data_dir.join("a2a-mcp.redb");
+            let known = u32::try_from(redb::SCHEMA_VERSION).unwrap_or(u32::MAX);
+            let found = if path.exists() {
+                // Opening checks the recorded version (TooNew when newer) and the lock.
+                let store = redb::RedbStore::open(&path)?;
+                store.close().await?;
+                known
+            } else {
+                0
+            };
+            Ok(migrations::Report {
+                backend: "redb",
+                location: path.display().to_string(),
+                before: found,
+                after: found,
+                latest: known,
+                applied_now: Vec::new(),
+                pending: Vec::new(),
+                history: Vec::new(),
+            })
+        }
+        crate::config::StoreKind::Sqlite => {
+            let path = config.data_dir.join(sqlite::FILE_NAME);
+            tokio::task::spawn_blocking(move || sqlite::migrate(&path, mode))
+                .await
+                .map_err(|e| StoreError::Other(format!("migration task failed: {e}")))?
+        }
+        #[cfg(feature = "postgres")]
+        crate::config::StoreKind::Postgres => postgres::migrate(&config.postgres, mode).await,
+        #[cfg(not(feature = "postgres"))]
+        crate::config::StoreKind::Postgres => Err(StoreError::Other(
+            "this a2a-mcp was built without Postgres support (cargo feature `postgres`)".into(),
+        )),
     }
 }

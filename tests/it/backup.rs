@@ -86,10 +86,10 @@ fn assert_consistent(records: &[Record]) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn snapshot_under_load_is_consistent_and_restores_field_by_field() {
-    let th = TestHub::start().await;
-    // Agents, sessions, requests with events, idempotency keys, grants, keys.
+/// Populates a hub with every kind of record (agents, sessions, requests with events,
+/// idempotency keys, grants, keys, audit), snapshots it while invocations keep running, and
+/// returns the snapshot's path and records (checked for consistency).
+async fn snapshot_under_load(th: &TestHub, backend: &str) -> (std::path::PathBuf, Vec<Record>) {
     let (s, _) = post(
         &th.rest("/agents"),
         json!({"id": "other", "capabilities": [{"name": "chat"}],
@@ -136,7 +136,7 @@ async fn snapshot_under_load_is_consistent_and_restores_field_by_field() {
     stop.store(true, Ordering::Relaxed);
     assert!(load.await.unwrap() > 5, "the load ran during the snapshot");
     let manifest = backup::verify(&info.path).unwrap();
-    assert_eq!(manifest.source_backend, "redb");
+    assert_eq!(manifest.source_backend, backend);
     for kind in [
         "agents",
         "sessions",
@@ -155,22 +155,201 @@ async fn snapshot_under_load_is_consistent_and_restores_field_by_field() {
     }
     let snap = records_of(&info.path);
     assert_consistent(&snap);
+    (info.path, snap)
+}
 
-    // Restore into a fresh store: everything present at snapshot time is equal.
-    let dir = tempfile::tempdir().unwrap();
-    let fresh: DynStore =
-        Arc::new(a2a_mcp::store::redb::RedbStore::open(&dir.path().join("r.redb")).unwrap());
-    let path = info.path.clone();
-    let target = fresh.clone();
-    tokio::task::spawn_blocking(move || backup::restore::write_records(&path, &target, None))
+/// Records in a backend-independent order (backends may sort text differently).
+fn sorted(mut records: Vec<Record>) -> Vec<Record> {
+    records.sort_by_cached_key(|r| format!("{r:?}"));
+    records
+}
+
+/// Writes the snapshot into `target` and checks that it holds exactly the snapshot's records.
+async fn restore_and_compare(path: &Path, target: DynStore, snap: &[Record]) {
+    let p = path.to_path_buf();
+    let t = target.clone();
+    tokio::task::spawn_blocking(move || backup::restore::write_records(&p, &t, None))
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(export_all(&fresh).await, snap);
+    assert_eq!(
+        sorted(export_all(&target).await),
+        sorted(snap.to_vec()),
+        "restored records equal the snapshot's, field by field"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_under_load_is_consistent_and_restores_field_by_field() {
+    let th = TestHub::start().await;
+    let (path, snap) = snapshot_under_load(&th, "redb").await;
+    let dir = tempfile::tempdir().unwrap();
+    let fresh: DynStore =
+        Arc::new(a2a_mcp::store::redb::RedbStore::open(&dir.path().join("r.redb")).unwrap());
+    restore_and_compare(&path, fresh, &snap).await;
     th.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_snapshot_under_load_restores_field_by_field() {
+    let th = TestHub::start_with(&[("store", "sqlite")]).await;
+    let (path, snap) = snapshot_under_load(&th, "sqlite").await;
+    let dir = tempfile::tempdir().unwrap();
+    let fresh: DynStore = Arc::new(
+        a2a_mcp::store::sqlite::SqliteStore::open(&dir.path().join("r.sqlite"), true).unwrap(),
+    );
+    restore_and_compare(&path, fresh, &snap).await;
+    th.stop().await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_snapshot_under_load_restores_field_by_field() {
+    use super::store_backends::pg;
+    let Some(url) = pg::url() else { return };
+    let cleanup = pg::Cleanup::new(&url);
+    let (source, target) = (pg::unique("bs"), pg::unique("bt"));
+    cleanup
+        .schemas
+        .lock()
+        .extend([source.clone(), target.clone()]);
+    let th = TestHub::start_with(&[
+        ("store", "postgres"),
+        ("postgres_url", url.as_str()),
+        ("postgres_schema", source.as_str()),
+    ])
+    .await;
+    let (path, snap) = snapshot_under_load(&th, "postgres").await;
+    let fresh: DynStore = Arc::new(
+        a2a_mcp::store::postgres::PostgresStore::open(&pg::settings(&url, &target), true)
+            .await
+            .unwrap(),
+    );
+    restore_and_compare(&path, fresh.clone(), &snap).await;
+    fresh.close().await.unwrap();
+    th.stop().await;
+}
+
+/// A redb snapshot restored with the CLI into SQLite and Postgres (the way users move between
+/// backends) gives the same records, and the servers run on the result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cross_backend_restore_with_the_cli() {
+    let th = TestHub::start().await;
+    let (path, snap) = snapshot_under_load(&th, "redb").await;
+    let done = th
+        .hub
+        .list_requests(&admin(), &Default::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.state == RequestState::Done)
+        .unwrap()
+        .id;
+    let _source_dir = th.stop().await; // holds the snapshot
+    let snap_arg = path.display().to_string();
+
+    // Into SQLite.
+    let dir = tempfile::tempdir().unwrap();
+    let out = cli_env(
+        dir.path(),
+        &["backup", "restore", &snap_arg],
+        &[("A2A_STORE", "sqlite")],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("into the sqlite store"));
+    let restored: DynStore = Arc::new(
+        a2a_mcp::store::sqlite::SqliteStore::open(
+            &dir.path().join(a2a_mcp::store::sqlite::FILE_NAME),
+            true,
+        )
+        .unwrap(),
+    );
+    assert_eq!(sorted(export_all(&restored).await), sorted(snap.clone()));
+    restored.close().await.unwrap();
+    drop(restored);
+    // (The snapshot holds an API key, so keys would be required: switch auth off to read.)
+    let b = TestBinary::serve(dir.path(), &[("A2A_STORE", "sqlite"), ("A2A_AUTH", "off")]).await;
+    let (s, v) = get(&b.rest(&format!("/requests/{done}"))).await;
+    assert_eq!((s, v["status"].as_str()), (200, Some("done")), "{v}");
+    drop(b);
+
+    // Into Postgres: a fresh schema, then again over it (the previous one is kept), and a
+    // refusal while a server is connected.
+    #[cfg(feature = "postgres")]
+    {
+        use super::store_backends::pg;
+        let Some(url) = pg::url() else { return };
+        let cleanup = pg::Cleanup::new(&url);
+        let schema = pg::unique("x");
+        cleanup.schemas.lock().push(schema.clone());
+        let env = [
+            ("A2A_STORE", "postgres"),
+            ("A2A_POSTGRES_URL", url.as_str()),
+            ("A2A_POSTGRES_SCHEMA", schema.as_str()),
+        ];
+        let pdir = tempfile::tempdir().unwrap();
+        let out = cli_env(pdir.path(), &["backup", "restore", &snap_arg], &env);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let settings = pg::settings(&url, &schema);
+        let store: DynStore = Arc::new(
+            a2a_mcp::store::postgres::PostgresStore::open(&settings, false)
+                .await
+                .unwrap(),
+        );
+        assert_eq!(sorted(export_all(&store).await), sorted(snap.clone()));
+        // A store is connected under the schema's application name: refused.
+        let out = cli_env(pdir.path(), &["backup", "restore", &snap_arg], &env);
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("running a2a-mcp servers") && err.contains("unchanged"),
+            "{err}"
+        );
+        store.close().await.unwrap();
+        drop(store);
+        let out = cli_env(pdir.path(), &["backup", "restore", &snap_arg], &env);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        let kept = text
+            .split("kept as schema ")
+            .nth(1)
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|| panic!("{text}"));
+        cleanup.schemas.lock().push(kept.clone());
+        let admin_db = pg::admin(&url).await;
+        let n: i64 = admin_db
+            .query_one(
+                "SELECT count(*) FROM pg_namespace WHERE nspname = ANY($1)",
+                &[&vec![schema.clone(), kept.clone()]],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 2, "the restored schema and the previous one both exist");
+        let b = TestBinary::serve(pdir.path(), &[&env[..], &[("A2A_AUTH", "off")]].concat()).await;
+        let (s, v) = get(&b.rest(&format!("/requests/{done}"))).await;
+        assert_eq!((s, v["status"].as_str()), (200, Some("done")), "{v}");
+        drop(b);
+    }
+}
+
 fn cli(dir: &Path, args: &[&str]) -> std::process::Output {
+    cli_env(dir, args, &[])
+}
+
+fn cli_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     std::process::Command::new(BIN)
         .arg("--data-dir")
         .arg(dir)
@@ -178,6 +357,7 @@ fn cli(dir: &Path, args: &[&str]) -> std::process::Output {
         .arg(repo_dir().join("data/catalog"))
         .args(args)
         .env("A2A_BACKUP_DIR", dir.join("backup"))
+        .envs(env.iter().copied())
         .output()
         .unwrap()
 }
