@@ -119,6 +119,41 @@ pub const SETTINGS: &[Setting] = &[
         "5s",
         "How long a store operation may wait for a Postgres connection or answer before it fails with store_unavailable."
     ),
+    s!(secret "redis_url", ["A2A_REDIS_URL", "REDIS_URL"], "",
+       "Redis as one URL (`redis://[:password@]host:6379[/db]`, `rediss://` for TLS). With Redis, replicas sharing a Postgres store relay stream events to each other at once and share rate-limit counters; without it, followers on other replicas read new events from the store every `cluster_poll`. Wins over `REDIS_HOST`/`REDIS_PORT`."),
+    s!(
+        "redis_host",
+        ["REDIS_HOST"],
+        "",
+        "Redis host (empty: no Redis unless `redis_url` is set)."
+    ),
+    s!("redis_port", ["REDIS_PORT"], "6379", "Redis port."),
+    s!(secret "redis_password", ["REDIS_PASSWORD"], "",
+       "Redis password (also from `REDIS_PASSWORD_FILE`), used with `REDIS_HOST`."),
+    s!(
+        "redis_prefix",
+        ["A2A_REDIS_PREFIX"],
+        "a2a",
+        "Prefix of every Redis key and channel of this hub (several hubs can share one Redis)."
+    ),
+    s!(
+        "replica_id",
+        ["A2A_REPLICA_ID", "POD_NAME"],
+        "",
+        "Name of this replica in a multi-replica deployment (leases name their owner). Empty: host name, process id and a random suffix. A stable name (e.g. the pod name) lets a restarted replica take its own work back at once instead of after the lease time."
+    ),
+    s!(
+        "lease_ttl",
+        ["A2A_LEASE_TTL"],
+        "15s",
+        "Multi-replica: how long a replica's claim on a request lasts without renewal (renewed every third of it). The jobs of a replica that dies are taken over by the others this long after its last renewal; their interrupt policy applies."
+    ),
+    s!(
+        "cluster_poll",
+        ["A2A_CLUSTER_POLL"],
+        "1s",
+        "Multi-replica: how often a stream follower with nothing new re-reads the store (so events of jobs on other replicas arrive even without Redis, or when a relay message is lost), and how often registry changes of other replicas are looked for (every 5 polls)."
+    ),
     s!(
         "stream_host",
         ["STREAM_HOST"],
@@ -350,6 +385,12 @@ pub struct Config {
     pub store: StoreKind,
     pub auto_migrate: bool,
     pub postgres: PostgresSettings,
+    /// Redis connection URL (`None`: no Redis).
+    pub redis_url: Option<String>,
+    pub redis_prefix: String,
+    pub replica_id: Option<String>,
+    pub lease_ttl: Duration,
+    pub cluster_poll: Duration,
     pub stream_host: IpAddr,
     pub stream_port: u16,
     pub metrics_host: IpAddr,
@@ -604,6 +645,23 @@ impl Config {
             store,
             auto_migrate: raw.bool("auto_migrate")?,
             postgres,
+            redis_url: redis_url(&raw)?,
+            redis_prefix: raw.text("redis_prefix").unwrap_or_else(|| "a2a".into()),
+            replica_id: raw.text("replica_id"),
+            lease_ttl: {
+                let d = raw.duration("lease_ttl")?;
+                if d < Duration::from_millis(300) {
+                    return Err(raw.err("lease_ttl", "a duration of at least 300ms"));
+                }
+                d
+            },
+            cluster_poll: {
+                let d = raw.duration("cluster_poll")?;
+                if d.is_zero() {
+                    return Err(raw.err("cluster_poll", "a duration longer than 0"));
+                }
+                d
+            },
             stream_host: raw.parse("stream_host", "an IP address such as 127.0.0.1 or 0.0.0.0")?,
             stream_port: raw.parse("stream_port", "a port number 0-65535")?,
             metrics_host: raw
@@ -720,6 +778,36 @@ impl Config {
         }
         out
     }
+}
+
+/// `redis_url`, or one built from `REDIS_HOST`/`REDIS_PORT`/`REDIS_PASSWORD`.
+fn redis_url(raw: &Raw) -> Result<Option<String>, ConfigError> {
+    if let Some(u) = raw.text("redis_url") {
+        if !(u.starts_with("redis://") || u.starts_with("rediss://") || u.starts_with("unix://")) {
+            // The value may hold a password: name the setting, never echo it.
+            return Err(ConfigError(
+                "redis_url (A2A_REDIS_URL / REDIS_URL): expected a redis://, rediss:// or unix:// URL"
+                    .into(),
+            ));
+        }
+        return Ok(Some(u));
+    }
+    let Some(host) = raw.text("redis_host") else {
+        return Ok(None);
+    };
+    let port: u16 = raw.parse("redis_port", "a port number 1-65535")?;
+    let host = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host
+    };
+    Ok(Some(match raw.text("redis_password") {
+        Some(p) => format!(
+            "redis://:{}@{host}:{port}",
+            percent_encoding::utf8_percent_encode(&p, percent_encoding::NON_ALPHANUMERIC)
+        ),
+        None => format!("redis://{host}:{port}"),
+    }))
 }
 
 fn postgres_settings(raw: &Raw) -> Result<PostgresSettings, ConfigError> {

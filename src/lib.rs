@@ -10,6 +10,8 @@ pub mod backup;
 pub mod bus;
 pub mod catalog;
 pub mod cli;
+#[cfg(feature = "redis")]
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod executor;

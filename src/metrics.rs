@@ -300,6 +300,36 @@ pub static A2A_RPC_CALLS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
+pub static CLUSTER_RELAYED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "a2a_cluster_relay_messages_total",
+        "Messages between replicas through Redis, by outcome (sent, send_failed, received).",
+        &["outcome"],
+    )
+});
+
+pub static CLUSTER_REDIS_UP: LazyLock<IntGauge> = LazyLock::new(|| {
+    gauge(
+        "a2a_cluster_redis_up",
+        "1 while the Redis relay subscription is up (multi-replica with Redis).",
+    )
+});
+
+pub static CLUSTER_TAKEOVERS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "a2a_cluster_takeovers_total",
+        "Requests this replica took over from a replica whose lease ran out, by what happened (requeued, failed).",
+        &["outcome"],
+    )
+});
+
+pub static CLUSTER_LEASES: LazyLock<IntGauge> = LazyLock::new(|| {
+    gauge(
+        "a2a_cluster_leases",
+        "Active requests leased to this replica (at the last renewal).",
+    )
+});
+
 /// Forces every metric into existence so `/metrics` lists them from the first scrape.
 pub fn init() {
     BUILD_INFO
@@ -339,6 +369,10 @@ pub fn init() {
     LazyLock::force(&BACKUP_FAILURES);
     LazyLock::force(&PUSH_DELIVERIES);
     LazyLock::force(&A2A_RPC_CALLS);
+    LazyLock::force(&CLUSTER_RELAYED);
+    LazyLock::force(&CLUSTER_REDIS_UP);
+    LazyLock::force(&CLUSTER_TAKEOVERS);
+    LazyLock::force(&CLUSTER_LEASES);
     // Labelled families show up once they have a child; create the common ones at zero so
     // alert rules and dashboards find every series from the first scrape.
     for status in ["done", "error", "canceled"] {

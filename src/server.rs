@@ -227,7 +227,7 @@ async fn admit(
             Err(e) => return Err(refusal(group, &e, None)),
         }
     };
-    if let Err(r) = ctx.hub.check_rate(&principal, Some(peer.ip())) {
+    if let Err(r) = ctx.hub.check_rate(&principal, Some(peer.ip())).await {
         let e = HubError::new(
             ErrorCode::RateLimited,
             format!(
@@ -337,8 +337,22 @@ pub async fn start_api(ctx: Arc<ApiContext>, addr: SocketAddr) -> std::io::Resul
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     ctx.set_stream_base_tls(bound, tls.is_some());
-    if let Some(base) = ctx.public_base_url() {
-        ctx.hub.set_hub_url(base);
+    // Agent processes run on this host and must reach this replica (their callback token
+    // lives here): the bound address, loopback when bound to all interfaces. Under TLS with a
+    // public URL, that URL (the certificate names its host).
+    let local = {
+        let ip = match bound.ip() {
+            ip if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".to_string(),
+            ip if ip.is_unspecified() => "[::1]".to_string(),
+            std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+            ip => ip.to_string(),
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{ip}:{}", bound.port())
+    };
+    match (&tls, ctx.config.public_url.is_some(), ctx.public_base_url()) {
+        (Some(_), true, Some(public)) => ctx.hub.set_hub_url(public),
+        _ => ctx.hub.set_hub_url(local),
     }
     let cfg = &ctx.config;
     let mut hosts: Vec<String> = cfg.allowed_hosts.clone();

@@ -340,7 +340,7 @@ async fn handle_client_msg(
                 );
             }
             // Subscribing is metered like any other call; a flood closes the connection.
-            if let Err(refusal) = ctx.hub.check_rate(principal, None) {
+            if let Err(refusal) = ctx.hub.check_rate(principal, None).await {
                 return Some(ClientReply::Close(rate_limited_frame(
                     &request_id,
                     refusal.retry_after,

@@ -38,6 +38,11 @@ pub fn hub_config(config: &Config) -> HubConfig {
         backup_dir: config.backup_dir.clone(),
         backup_interval: config.backup_interval,
         backup_retention_days: config.backup_retention_days,
+        replica_id: config.replica_id.clone(),
+        lease_ttl: config.lease_ttl,
+        cluster_poll: config.cluster_poll,
+        redis_url: config.redis_url.clone(),
+        redis_prefix: config.redis_prefix.clone(),
     }
 }
 

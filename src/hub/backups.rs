@@ -136,6 +136,13 @@ pub(super) fn spawn_scheduler(hub: Hub) {
                 _ = stopping.cancelled() => break,
                 _ = tokio::time::sleep_until(due) => {}
             }
+            // Several replicas: one takes the scheduled snapshot per interval.
+            if !hub.lead(NAME, interval * 9 / 10).await {
+                tracing::debug!("scheduled backup skipped: another replica takes this one");
+                hub.worker_update(NAME, |w| w.state = "idle (another replica backs up)");
+                tokio::time::sleep(interval.min(std::time::Duration::from_secs(3600))).await;
+                continue;
+            }
             hub.worker_update(NAME, |w| w.state = "running");
             let r = hub.snapshot_now("schedule").await;
             if r.is_ok() {

@@ -303,28 +303,39 @@ impl Hub {
         let reason = reason.unwrap_or_else(|| format!("canceled by {}", principal.id));
         self.audit_now(principal, "cancel", id, Outcome::Ok, &reason)
             .await;
-        // Still queued? Then nobody else writes its state: take it out and finish it here.
-        let queued = self.inner.sched.lock().remove_queued(id);
-        if let Some(job) = queued {
-            return self
-                .finish_unstarted(job.record, job.next_seq, RequestState::Canceled, reason)
-                .await;
-        }
-        let control = self.inner.jobs.lock().get(id).cloned();
-        match control {
-            Some(control) => {
-                control.request_cancel(reason);
-                match tokio::time::timeout(std::time::Duration::from_secs(30), control.finished())
-                    .await
-                {
-                    Ok(Some(rec)) => Ok(rec),
-                    _ => self.load_request(id).await,
-                }
-            }
+        match self.cancel_local(id, reason.clone()).await {
+            Some(r) => r,
+            // Not ours: on a shared store another replica owns it.
+            None if self.cluster().is_some() => self.cancel_remote(rec, reason).await,
             // Not queued and no pump: it finished in the meantime (the queue lock and the
             // running-jobs map change together, so there is no gap in between).
             None => self.load_request(id).await,
         }
+    }
+
+    /// Cancels a request queued or running in this process; `None` when it is neither.
+    pub(super) async fn cancel_local(
+        &self,
+        id: &str,
+        reason: String,
+    ) -> Option<HubResult<RequestRecord>> {
+        // Still queued? Then nobody else writes its state: take it out and finish it here.
+        let queued = self.inner.sched.lock().remove_queued(id);
+        if let Some(job) = queued {
+            return Some(
+                self.finish_unstarted(job.record, job.next_seq, RequestState::Canceled, reason)
+                    .await,
+            );
+        }
+        let control = self.inner.jobs.lock().get(id).cloned()?;
+        control.request_cancel(reason);
+        Some(
+            match tokio::time::timeout(std::time::Duration::from_secs(30), control.finished()).await
+            {
+                Ok(Some(rec)) => Ok(rec),
+                _ => self.load_request(id).await,
+            },
+        )
     }
 }
 

@@ -13,6 +13,7 @@
 
 mod a2a;
 mod backups;
+mod cluster;
 mod invoke;
 pub mod push;
 pub mod registry;
@@ -72,6 +73,13 @@ pub struct HubConfig {
     /// `None`: no scheduled backups.
     pub backup_interval: Option<Duration>,
     pub backup_retention_days: u64,
+    /// Multi-replica (shared store): this replica's configured id.
+    pub replica_id: Option<String>,
+    pub lease_ttl: Duration,
+    pub cluster_poll: Duration,
+    /// Redis for the event relay and shared rate limits (shared store only).
+    pub redis_url: Option<String>,
+    pub redis_prefix: String,
 }
 
 /// A cheap, cloneable handle to the hub.
@@ -106,6 +114,8 @@ pub(crate) struct HubInner {
     backup_lock: tokio::sync::Mutex<()>,
     /// A2A push notification delivery (`push.rs`).
     push: push::PushState,
+    /// Several replicas on a shared store (`cluster.rs`); `None` on an embedded store.
+    cluster: Option<cluster::ClusterState>,
 }
 
 /// Status of a named background worker, for `/api/agent?action=status`.
@@ -179,6 +189,42 @@ impl Hub {
         for e in entries {
             registry.insert(e);
         }
+        let cluster = if serve && store.shared() {
+            let id = cluster::replica_id(cfg.replica_id.as_deref());
+            store.set_lease_owner(&id, cfg.lease_ttl);
+            #[cfg(feature = "redis")]
+            let redis = match &cfg.redis_url {
+                Some(url) => Some(
+                    crate::cluster::RedisLink::new(url, &cfg.redis_prefix, &id)
+                        .map_err(|e| HubError::new(ErrorCode::InvalidParams, e))?,
+                ),
+                None => None,
+            };
+            #[cfg(not(feature = "redis"))]
+            if cfg.redis_url.is_some() {
+                return Err(HubError::new(
+                    ErrorCode::InvalidParams,
+                    "Redis is configured but this a2a-mcp was built without Redis support (cargo feature `redis`)",
+                ));
+            }
+            tracing::info!(replica = %id, lease_ttl = ?cfg.lease_ttl, "shared store: running as one replica of several");
+            Some(cluster::ClusterState {
+                id,
+                ttl: cfg.lease_ttl,
+                poll: cfg.cluster_poll,
+                wake: Default::default(),
+                agents_changed: Default::default(),
+                #[cfg(feature = "redis")]
+                redis,
+            })
+        } else {
+            if serve && cfg.redis_url.is_some() {
+                tracing::info!(
+                    "Redis is configured but the store is embedded (one replica): Redis is not used"
+                );
+            }
+            None
+        };
         let inner = Arc::new(HubInner {
             idem_locks: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
             sched: Mutex::new(Sched::new(cfg.max_concurrency, cfg.max_queue_size)),
@@ -198,6 +244,7 @@ impl Hub {
             hub_url: parking_lot::RwLock::new(None),
             backup_lock: tokio::sync::Mutex::new(()),
             push: Default::default(),
+            cluster,
         });
         let hub = Hub { inner };
         hub.refresh_agent_metrics();
@@ -207,6 +254,7 @@ impl Hub {
             return Ok(hub);
         }
         hub.recover().await?;
+        hub.spawn_cluster_workers();
         sweeper::spawn(hub.clone());
         hub.spawn_key_refresh();
         backups::spawn_scheduler(hub.clone());
@@ -383,6 +431,7 @@ impl Hub {
         let id = entry.spec.id.clone();
         self.inner.registry.insert(entry);
         self.refresh_agent_metrics();
+        self.announce_agents_changed();
         self.agent(&id)
     }
 
@@ -396,6 +445,7 @@ impl Hub {
         self.inner.store.write(vec![op, audit]).await?;
         self.inner.registry.remove(id);
         self.refresh_agent_metrics();
+        self.announce_agents_changed();
         Ok(())
     }
 

@@ -25,7 +25,7 @@ use super::Hub;
 use crate::error::{ErrorCode, HubError, HubResult};
 use crate::executor::{ExecContext, ExecError, OutputSink};
 use crate::metrics;
-use crate::model::{Event, EventKind, InterruptPolicy, RequestRecord, RequestState, now_ms};
+use crate::model::{Event, EventKind, RequestRecord, RequestState, now_ms};
 use crate::store::Op;
 
 /// Chunks buffered between an executor and its pump.
@@ -43,17 +43,31 @@ pub(super) struct QueuedJob {
 /// Control handle of a running job.
 pub(super) struct JobControl {
     cancel: CancellationToken,
+    /// Multi-replica: the lease is gone; stop without writing (the new owner decides).
+    lost: CancellationToken,
     reason: Mutex<Option<String>>,
     done: watch::Sender<Option<RequestRecord>>,
+    /// The queue ticket of the job (orders it against a lease renewal).
+    pub ticket: u64,
 }
 
 impl JobControl {
-    fn new() -> Self {
+    fn new(ticket: u64) -> Self {
         Self {
             cancel: CancellationToken::new(),
+            lost: CancellationToken::new(),
             reason: Mutex::new(None),
             done: watch::channel(None).0,
+            ticket,
         }
+    }
+
+    pub fn cancel_requested(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
+    pub fn abandon(&self) {
+        self.lost.cancel();
     }
 
     pub fn request_cancel(&self, reason: String) {
@@ -179,6 +193,45 @@ impl Sched {
         self.queued += 1;
     }
 
+    /// The ticket of the newest queued job so far.
+    pub fn ticket(&self) -> u64 {
+        self.next_ticket
+    }
+
+    /// Free places in the queue.
+    pub fn room(&self) -> usize {
+        self.max_queue.saturating_sub(self.queued + self.reserved)
+    }
+
+    #[cfg(feature = "redis")]
+    pub fn is_queued(&self, id: &str) -> bool {
+        self.queues
+            .values()
+            .any(|q| q.iter().any(|j| j.record.id == id))
+    }
+
+    /// Takes out (and returns the ids of) every queued job that `pred(id, ticket)` selects.
+    pub fn drain_queued_where(&mut self, pred: impl Fn(&str, u64) -> bool) -> Vec<String> {
+        let mut out = Vec::new();
+        for q in self.queues.values_mut() {
+            q.retain(|j| {
+                if pred(&j.record.id, j.ticket) {
+                    out.push(j.record.id.clone());
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+        self.queued -= out.len();
+        out
+    }
+
+    /// Queues a request recovered from the store (restart or takeover).
+    pub fn push_recovered(&mut self, record: RequestRecord, next_seq: u64) {
+        self.push(record, next_seq, false, None);
+    }
+
     pub fn remove_queued(&mut self, id: &str) -> Option<QueuedJob> {
         for q in self.queues.values_mut() {
             if let Some(pos) = q.iter().position(|j| j.record.id == id) {
@@ -266,7 +319,7 @@ impl Hub {
                     metrics::RUNNING_JOBS.set(sched.running() as i64);
                     return;
                 };
-                let control = Arc::new(JobControl::new());
+                let control = Arc::new(JobControl::new(job.ticket));
                 self.inner
                     .jobs
                     .lock()
@@ -304,6 +357,7 @@ impl Hub {
         metrics::STREAM_EVENTS
             .with_label_values(&[ev.kind.type_name()])
             .inc();
+        self.relay(&ev);
         self.inner.bus.publish(Arc::new(ev));
     }
 
@@ -403,6 +457,7 @@ impl Hub {
             tokio::select! {
                 biased;
                 _ = self.inner.hard_stop.cancelled() => break Outcome::Abandoned,
+                _ = control.lost.cancelled() => break Outcome::Abandoned,
                 _ = control.cancel.cancelled() => {
                     let reason = control.reason.lock().clone().unwrap_or_else(|| "canceled".into());
                     break Outcome::Canceled(reason);
@@ -449,7 +504,9 @@ impl Hub {
         };
         let kind = match outcome {
             Outcome::Abandoned => {
-                tracing::info!(request_id = %id, "left running at shutdown; the interrupt policy applies at the next start");
+                if !control.lost.is_cancelled() {
+                    tracing::info!(request_id = %id, "left running at shutdown; the interrupt policy applies at the next start");
+                }
                 return;
             }
             Outcome::Done(v) => {
@@ -563,49 +620,22 @@ impl Hub {
     }
 
     /// Restart recovery: queued requests run again; running ones follow their agent's
-    /// interrupt policy (`fail` by default, `retry` for agents marked so).
+    /// interrupt policy (`fail` by default, `retry` for agents marked so). On a shared store,
+    /// only requests leased to this replica id or whose lease ran out are recovered (the
+    /// others belong to live replicas).
     pub(super) async fn recover(&self) -> HubResult<()> {
-        let active = self.inner.store.active_requests().await?;
-        let (mut requeued, mut failed) = (0usize, 0usize);
-        for mut rec in active {
-            let next_seq = self.inner.store.last_seq(&rec.id).await? + 1;
-            match rec.state {
-                RequestState::Queued => {
-                    self.inner.sched.lock().push(rec, next_seq, false, None);
-                    requeued += 1;
-                }
-                RequestState::Running => {
-                    let policy = self
-                        .inner
-                        .registry
-                        .get(&rec.agent_id)
-                        .map(|a| a.spec.interrupt)
-                        .unwrap_or_default();
-                    match policy {
-                        InterruptPolicy::Retry => {
-                            rec.state = RequestState::Queued;
-                            self.inner
-                                .store
-                                .write(vec![Op::PutRequest(rec.clone())])
-                                .await?;
-                            self.inner.sched.lock().push(rec, next_seq, false, None);
-                            requeued += 1;
-                        }
-                        InterruptPolicy::Fail => {
-                            self.finish_unstarted(
-                                rec,
-                                next_seq,
-                                RequestState::Error,
-                                "interrupted by restart".to_string(),
-                            )
-                            .await?;
-                            failed += 1;
-                        }
-                    }
-                }
-                _ => {}
+        let active = match self.cluster() {
+            Some(c) => {
+                let now = now_ms();
+                let until = now + i64::try_from(c.ttl.as_millis()).unwrap_or(i64::MAX);
+                self.inner
+                    .store
+                    .claim_expired(&c.id, true, until, now, self.inner.cfg.max_queue_size)
+                    .await?
             }
-        }
+            None => self.inner.store.active_requests().await?,
+        };
+        let (requeued, failed) = self.adopt(active, "interrupted by restart").await?;
         if requeued + failed > 0 {
             tracing::info!(
                 requeued,

@@ -224,8 +224,11 @@ impl Hub {
     }
 
     /// Applies the rate limits to one call; counts refusals.
-    pub fn check_rate(&self, p: &Principal, addr: Option<IpAddr>) -> Result<(), Refusal> {
-        let r = self.sec().limiter.check(p, addr);
+    pub async fn check_rate(&self, p: &Principal, addr: Option<IpAddr>) -> Result<(), Refusal> {
+        let r = match self.shared_rate(p, addr).await {
+            Some(r) => r,
+            None => self.sec().limiter.check(p, addr),
+        };
         if r.is_err() {
             let label = p.key_id.as_deref().unwrap_or(match p.kind {
                 PrincipalKind::Agent => "agent",
@@ -237,6 +240,42 @@ impl Hub {
                 .inc();
         }
         r
+    }
+
+    /// Several replicas with Redis: the counters live in Redis, so a client's limit holds
+    /// across replicas. `None` (use this replica's counters) without Redis or while it is away.
+    async fn shared_rate(
+        &self,
+        _p: &Principal,
+        _addr: Option<IpAddr>,
+    ) -> Option<Result<(), Refusal>> {
+        #[cfg(feature = "redis")]
+        {
+            let redis = self.cluster()?.redis.as_ref()?;
+            if !redis.is_connected() {
+                return None;
+            }
+            for (key, interval, burst, by_address) in self.sec().limiter.plan(_p, _addr) {
+                match redis.rate_check(&key, interval, burst).await {
+                    Ok(None) => {}
+                    Ok(Some(wait)) => {
+                        return Some(Err(Refusal {
+                            retry_after: wait,
+                            by_address,
+                        }));
+                    }
+                    Err(e) => {
+                        tracing::warn!(
+                            "shared rate limit unavailable ({e}); using this replica's counters"
+                        );
+                        return None;
+                    }
+                }
+            }
+            Some(Ok(()))
+        }
+        #[cfg(not(feature = "redis"))]
+        None
     }
 
     /// A token that authenticates an agent's process as `agent:<id>` while it runs a request.

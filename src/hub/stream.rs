@@ -114,7 +114,20 @@ impl EventStream {
                 }
                 return Some(Ok(ev));
             }
-            match self.rx.recv().await {
+            // Several replicas: the job may run elsewhere; when nothing arrives for a while,
+            // read the store (a relay message may be lost, or there is no relay at all).
+            let poll = self.hub.cluster().map(|c| c.poll);
+            let got = match poll {
+                Some(p) => tokio::time::timeout(p, self.rx.recv()).await.ok(),
+                None => Some(self.rx.recv().await),
+            };
+            let Some(got) = got else {
+                if let Err(e) = self.refill().await {
+                    return Some(Err(e));
+                }
+                continue;
+            };
+            match got {
                 Ok(ev) => {
                     if ev.seq <= self.last_seq {
                         continue;

@@ -25,6 +25,10 @@ pub(super) fn spawn(hub: Hub) {
                 _ = stopping.cancelled() => break,
                 _ = tokio::time::sleep(interval) => {}
             }
+            // Several replicas: one sweeps per interval.
+            if !hub.lead(NAME, interval * 9 / 10).await {
+                continue;
+            }
             hub.worker_update(NAME, |w| w.state = "running");
             let result = sweep_once(&hub, &stopping).await;
             hub.worker_update(NAME, |w| {

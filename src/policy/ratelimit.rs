@@ -153,6 +153,38 @@ impl Limiter {
         Ok(())
     }
 
+    /// The limits that apply to one call, as (counter key, interval between calls, burst,
+    /// by address): what a limiter shared by several replicas must check.
+    pub fn plan(&self, p: &Principal, addr: Option<IpAddr>) -> Vec<(String, Duration, u32, bool)> {
+        let mut out = Vec::new();
+        if let (Some(q), Some(ip)) = (self.limits.per_ip, addr)
+            && (self.limits.ip_loopback || !ip.is_loopback())
+        {
+            out.push((
+                format!("ip:{ip}"),
+                q.replenish_interval(),
+                q.burst_size().get(),
+                true,
+            ));
+        }
+        if matches!(p.kind, PrincipalKind::Anonymous | PrincipalKind::Local) {
+            return out;
+        }
+        let q = match self.limits.per_role.get(&p.role) {
+            Some(q) => *q,
+            None => self.limits.default,
+        };
+        if let Some(q) = q {
+            out.push((
+                format!("p:{}", p.id),
+                q.replenish_interval(),
+                q.burst_size().get(),
+                false,
+            ));
+        }
+        out
+    }
+
     /// Forgets idle keys (bounded memory); called by the sweeper.
     pub fn shrink(&self) {
         for l in self.per_role.values() {

@@ -26,6 +26,8 @@ pub mod sqlite;
 
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 
 use crate::model::{
@@ -229,6 +231,76 @@ pub trait Store: Send + Sync + 'static {
     async fn counts(&self) -> StoreResult<StoreCounts>;
     /// Cheap liveness probe.
     async fn ping(&self) -> StoreResult<()>;
+    // ---- Several replicas on one shared store (Postgres). The embedded stores serve one
+    // process and keep these defaults: nothing is shared, so nothing is leased.
+
+    /// True when several processes may use this store at once.
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// From now on, requests this process writes in an active state are leased to `owner`
+    /// for `ttl`, and a write to a request leased to someone else fails.
+    fn set_lease_owner(&self, _owner: &str, _ttl: Duration) {}
+
+    /// Extends every lease of `owner` to `until_ms`; returns the active requests it owns, each
+    /// with the reason of a cancel another replica asked for.
+    async fn renew_leases(
+        &self,
+        _owner: &str,
+        _until_ms: i64,
+    ) -> StoreResult<Vec<(String, Option<String>)>> {
+        Ok(Vec::new())
+    }
+
+    /// Takes over (leases to `owner` until `until_ms`) at most `limit` active requests whose
+    /// lease ran out before `now_ms` or that have none; with `own`, also those already leased
+    /// to `owner` (a restart under the same replica id). Oldest first.
+    async fn claim_expired(
+        &self,
+        _owner: &str,
+        _own: bool,
+        _until_ms: i64,
+        _now_ms: i64,
+        _limit: usize,
+    ) -> StoreResult<Vec<RequestRecord>> {
+        Ok(Vec::new())
+    }
+
+    /// Takes over one active request if its lease ran out (or it has none).
+    async fn claim_request(
+        &self,
+        _id: &str,
+        _owner: &str,
+        _until_ms: i64,
+        _now_ms: i64,
+    ) -> StoreResult<Option<RequestRecord>> {
+        Ok(None)
+    }
+
+    /// The lease of a request: (owner, expiry in ms).
+    async fn lease_of(&self, _id: &str) -> StoreResult<Option<(String, i64)>> {
+        Ok(None)
+    }
+
+    /// Asks the owner of an active request to cancel it (seen at its next renewal). False
+    /// when the request is not active.
+    async fn request_cancel(&self, _id: &str, _reason: &str) -> StoreResult<bool> {
+        Ok(false)
+    }
+
+    /// Whether `owner` holds, or now takes, the leadership `name` until `until_ms` (a
+    /// leadership is free once it expired before `now_ms`). Always true when not shared.
+    async fn try_lead(
+        &self,
+        _name: &str,
+        _owner: &str,
+        _until_ms: i64,
+        _now_ms: i64,
+    ) -> StoreResult<bool> {
+        Ok(true)
+    }
+
     /// Flushes and releases the store (the writer thread stops).
     async fn close(&self) -> StoreResult<()>;
 }

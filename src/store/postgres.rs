@@ -27,6 +27,7 @@
 //! unverified session would not stop an active attacker anyway.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
@@ -543,16 +544,22 @@ const WRITE_SQL: [&str; 11] = [
      VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO UPDATE SET principal = EXCLUDED.principal, \
      agent_id = EXCLUDED.agent_id, metadata = EXCLUDED.metadata, created_at = EXCLUDED.created_at, \
      closed_at = EXCLUDED.closed_at",
-    // The lease columns belong to the job queue and are left alone.
+    // The lease columns: an active request written by a replica is leased to it ($16, $17);
+    // a replica that lost the lease ($18 is not the owner any more) fails the whole commit.
     "INSERT INTO requests (id, agent_id, capability, input, session_id, parent_id, \
      idempotency_key, principal, state, created_at, started_at, finished_at, result, error, \
-     attempts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+     attempts, lease_owner, lease_expires_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
      ON CONFLICT (id) DO UPDATE SET agent_id = EXCLUDED.agent_id, capability = EXCLUDED.capability, \
      input = EXCLUDED.input, session_id = EXCLUDED.session_id, parent_id = EXCLUDED.parent_id, \
      idempotency_key = EXCLUDED.idempotency_key, principal = EXCLUDED.principal, \
      state = EXCLUDED.state, created_at = EXCLUDED.created_at, started_at = EXCLUDED.started_at, \
      finished_at = EXCLUDED.finished_at, result = EXCLUDED.result, error = EXCLUDED.error, \
-     attempts = EXCLUDED.attempts",
+     attempts = EXCLUDED.attempts, lease_owner = EXCLUDED.lease_owner, \
+     lease_expires_at = EXCLUDED.lease_expires_at \
+     WHERE CASE WHEN $18::text IS NULL OR requests.lease_owner IS NULL \
+     OR requests.lease_owner = $18::text THEN true \
+     ELSE lease_lost(requests.id, $18::text) END",
     "DELETE FROM requests WHERE id = $1",
     "DELETE FROM events WHERE request_id = $1",
     "INSERT INTO events (request_id, seq, ts, kind, data) VALUES ($1, $2, $3, $4, $5) \
@@ -586,8 +593,19 @@ fn ot(s: Option<&str>) -> Param<'_> {
     }
 }
 
+/// Who writes (multi-replica): the replica's id and when a lease taken now expires.
+#[derive(Clone, Copy)]
+struct Writer<'a> {
+    owner: &'a str,
+    until_ms: i64,
+}
+
 /// The statements (index into [`WRITE_SQL`], parameters) that carry out one op.
-fn op_statements<'a>(op: &'a Op, out: &mut Vec<(usize, Vec<Param<'a>>)>) -> StoreResult<()> {
+fn op_statements<'a>(
+    op: &'a Op,
+    writer: Option<Writer<'a>>,
+    out: &mut Vec<(usize, Vec<Param<'a>>)>,
+) -> StoreResult<()> {
     match op {
         Op::PutAgent(r) => out.push((
             PUT_AGENT,
@@ -629,6 +647,16 @@ fn op_statements<'a>(op: &'a Op, out: &mut Vec<(usize, Vec<Param<'a>>)>) -> Stor
                 ot(r.result.as_deref()),
                 ot(r.error.as_deref()),
                 Box::new(i32::try_from(r.attempts).unwrap_or(i32::MAX)),
+                // Leased while active; a terminal request belongs to nobody.
+                match writer {
+                    Some(w) if !r.state.is_terminal() => Box::new(Some(w.owner)),
+                    _ => Box::new(None::<&str>),
+                },
+                match writer {
+                    Some(w) if !r.state.is_terminal() => Box::new(Some(w.until_ms)),
+                    _ => Box::new(None::<i64>),
+                },
+                Box::new(writer.map(|w| w.owner)),
             ],
         )),
         Op::DeleteRequest(id) => {
@@ -673,10 +701,15 @@ fn op_statements<'a>(op: &'a Op, out: &mut Vec<(usize, Vec<Param<'a>>)>) -> Stor
 /// are prepared statements sent back to back (pipelined) on one connection. If a statement
 /// fails, the server skips the rest of the transaction and turns the queued `COMMIT` into a
 /// rollback, so the connection is clean again for its next user.
-async fn apply(pool: &Pool, ops: &[&Op]) -> StoreResult<()> {
+async fn apply(pool: &Pool, ops: &[&Op], lease: &LeaseOwner) -> StoreResult<()> {
+    let owner = lease.read().clone();
+    let writer = owner.as_ref().map(|(o, ttl)| Writer {
+        owner: o.as_str(),
+        until_ms: crate::model::now_ms() + ttl,
+    });
     let mut statements = Vec::with_capacity(ops.len() + 1);
     for op in ops {
-        op_statements(op, &mut statements)?;
+        op_statements(op, writer, &mut statements)?;
     }
     let client = pool.get().await.map_err(pool_err)?;
     let prepared = try_join_all(WRITE_SQL.iter().map(|sql| client.prepare_cached(sql)))
@@ -727,7 +760,15 @@ enum Msg {
 }
 
 /// The commit task: group commit over one connection at a time.
-async fn commit_loop(pool: Pool, mut rx: mpsc::UnboundedReceiver<Msg>, timeout: Duration) {
+/// This process's identity as a lease owner and the lease time in ms (multi-replica only).
+type LeaseOwner = Arc<parking_lot::RwLock<Option<(String, i64)>>>;
+
+async fn commit_loop(
+    pool: Pool,
+    mut rx: mpsc::UnboundedReceiver<Msg>,
+    timeout: Duration,
+    lease: LeaseOwner,
+) {
     let commit_timeout = timeout * 4;
     while let Some(first) = rx.recv().await {
         let mut writes: Vec<(Vec<Op>, oneshot::Sender<StoreResult<()>>)> = Vec::new();
@@ -752,7 +793,7 @@ async fn commit_loop(pool: Pool, mut rx: mpsc::UnboundedReceiver<Msg>, timeout: 
         if !writes.is_empty() {
             let all: Vec<&Op> = writes.iter().flat_map(|(ops, _)| ops.iter()).collect();
             let started = Instant::now();
-            let result = bounded(commit_timeout, apply(&pool, &all)).await;
+            let result = bounded(commit_timeout, apply(&pool, &all, &lease)).await;
             metrics::STORE_COMMIT_SECONDS
                 .with_label_values(&[BACKEND])
                 .observe(started.elapsed().as_secs_f64());
@@ -772,7 +813,7 @@ async fn commit_loop(pool: Pool, mut rx: mpsc::UnboundedReceiver<Msg>, timeout: 
                     );
                     for (ops, done) in writes {
                         let refs: Vec<&Op> = ops.iter().collect();
-                        let r = bounded(commit_timeout, apply(&pool, &refs)).await;
+                        let r = bounded(commit_timeout, apply(&pool, &refs, &lease)).await;
                         if let Err(e) = &r {
                             count_error();
                             tracing::error!(backend = BACKEND, "commit failed: {e}");
@@ -923,6 +964,7 @@ pub struct PostgresStore {
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     timeout: Duration,
     location: String,
+    lease: LeaseOwner,
 }
 
 impl PostgresStore {
@@ -945,13 +987,15 @@ impl PostgresStore {
             run_migrations(&mut c, &s.schema, &loc, mode).await?;
         }
         let (tx, rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(commit_loop(pool.clone(), rx, s.timeout));
+        let lease: LeaseOwner = Default::default();
+        let task = tokio::spawn(commit_loop(pool.clone(), rx, s.timeout, lease.clone()));
         Ok(Self {
             pool,
             tx: Mutex::new(Some(tx)),
             task: Mutex::new(Some(task)),
             timeout: s.timeout,
             location: loc,
+            lease,
         })
     }
 
@@ -1289,6 +1333,128 @@ impl Store for PostgresStore {
             Ok(())
         })
         .await
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn set_lease_owner(&self, owner: &str, ttl: Duration) {
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        *self.lease.write() = Some((owner.to_string(), ttl_ms));
+    }
+
+    async fn renew_leases(
+        &self,
+        owner: &str,
+        until_ms: i64,
+    ) -> StoreResult<Vec<(String, Option<String>)>> {
+        let rows = self
+            .rows(
+                "UPDATE requests SET lease_expires_at = $2 \
+                 WHERE lease_owner = $1 AND state IN ('queued', 'running') \
+                 RETURNING id, cancel_requested",
+                &[&owner, &until_ms],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| Ok((get(r, 0, "requests")?, get(r, 1, "requests")?)))
+            .collect()
+    }
+
+    async fn claim_expired(
+        &self,
+        owner: &str,
+        own: bool,
+        until_ms: i64,
+        now_ms: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<RequestRecord>> {
+        let limit = limit_i64(limit);
+        let sql = format!(
+            "UPDATE requests SET lease_owner = $1, lease_expires_at = $2 WHERE id IN ( \
+               SELECT id FROM requests WHERE state IN ('queued', 'running') \
+               AND (lease_owner IS NULL OR lease_expires_at IS NULL OR lease_expires_at < $3 \
+                    OR ($5 AND lease_owner = $1)) \
+               ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED) \
+             RETURNING {REQUEST_COLS}"
+        );
+        let mut out: Vec<RequestRecord> = self
+            .rows(&sql, &[&owner, &until_ms, &now_ms, &limit, &own])
+            .await?
+            .iter()
+            .map(request_from)
+            .collect::<StoreResult<_>>()?;
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+
+    async fn claim_request(
+        &self,
+        id: &str,
+        owner: &str,
+        until_ms: i64,
+        now_ms: i64,
+    ) -> StoreResult<Option<RequestRecord>> {
+        let sql = format!(
+            "UPDATE requests SET lease_owner = $2, lease_expires_at = $3 \
+             WHERE id = $1 AND state IN ('queued', 'running') \
+             AND (lease_owner IS NULL OR lease_expires_at IS NULL OR lease_expires_at < $4) \
+             RETURNING {REQUEST_COLS}"
+        );
+        match self
+            .rows(&sql, &[&id, &owner, &until_ms, &now_ms])
+            .await?
+            .first()
+        {
+            Some(r) => Ok(Some(request_from(r)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn lease_of(&self, id: &str) -> StoreResult<Option<(String, i64)>> {
+        let rows = self
+            .rows(
+                "SELECT lease_owner, lease_expires_at FROM requests WHERE id = $1 \
+                 AND lease_owner IS NOT NULL AND lease_expires_at IS NOT NULL",
+                &[&id],
+            )
+            .await?;
+        match rows.first() {
+            Some(r) => Ok(Some((get(r, 0, "requests")?, get(r, 1, "requests")?))),
+            None => Ok(None),
+        }
+    }
+
+    async fn request_cancel(&self, id: &str, reason: &str) -> StoreResult<bool> {
+        let rows = self
+            .rows(
+                "UPDATE requests SET cancel_requested = $2 \
+                 WHERE id = $1 AND state IN ('queued', 'running') RETURNING id",
+                &[&id, &reason],
+            )
+            .await?;
+        Ok(!rows.is_empty())
+    }
+
+    async fn try_lead(
+        &self,
+        name: &str,
+        owner: &str,
+        until_ms: i64,
+        now_ms: i64,
+    ) -> StoreResult<bool> {
+        let rows = self
+            .rows(
+                "INSERT INTO leader_leases (name, owner, expires_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (name) DO UPDATE SET owner = EXCLUDED.owner, \
+                 expires_at = EXCLUDED.expires_at \
+                 WHERE leader_leases.owner = EXCLUDED.owner OR leader_leases.expires_at < $4 \
+                 RETURNING owner",
+                &[&name, &owner, &until_ms, &now_ms],
+            )
+            .await?;
+        Ok(!rows.is_empty())
     }
 
     async fn close(&self) -> StoreResult<()> {

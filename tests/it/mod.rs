@@ -3,6 +3,7 @@ pub mod artifacts;
 pub mod backup;
 pub mod bad_input;
 pub mod binary;
+pub mod cluster;
 pub mod harness;
 pub mod hub_core;
 pub mod mcp;

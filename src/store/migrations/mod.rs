@@ -28,11 +28,18 @@ pub const SQLITE: &[Migration] = &[Migration {
 }];
 
 #[cfg(feature = "postgres")]
-pub const POSTGRES: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("postgres/0001_init.sql"),
-}];
+pub const POSTGRES: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("postgres/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "cluster",
+        sql: include_str!("postgres/0002_cluster.sql"),
+    },
+];
 
 /// The newest version in a list (0 for an empty list).
 pub fn latest(list: &[Migration]) -> u32 {

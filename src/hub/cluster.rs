@@ -1,0 +1,424 @@
+//! Several replicas on one shared store (Postgres, optionally Redis).
+//!
+//! Ownership: a request belongs to the replica that wrote it last in an active state — the
+//! store leases it to that replica (`lease_owner`, `lease_expires_at`). The replica that
+//! accepts an invocation owns it and runs it in its own queue, so the single-process rules
+//! (the pump is the only writer of a request's state) hold per request across the cluster.
+//!
+//! The heartbeat worker, every third of `A2A_LEASE_TTL`:
+//! - renews every lease of this replica in one statement, which also returns cancel requests
+//!   made on other replicas (the owner cancels its own job);
+//! - drops local work whose lease it lost (another replica took it over while this one was
+//!   cut off; the store also refuses the stale writes);
+//! - takes over requests whose lease ran out (their replica died): queued ones join the local
+//!   queue, running ones follow their agent's interrupt policy, as at a restart;
+//! - every fifth `A2A_CLUSTER_POLL`, reloads the agent registry when another replica changed it
+//!   (at once when Redis announces it).
+//!
+//! Streams: events are persisted, then published on the local bus and relayed through Redis to
+//! the other replicas' buses; followers on other replicas also re-read the store when idle
+//! (`stream.rs`), so a lost relay message, or no Redis at all, only delays delivery.
+//!
+//! Leaderships (scheduled backups, retention sweeps) go to one replica at a time through
+//! expiring leader leases in the store.
+
+use std::collections::HashSet;
+#[cfg(feature = "redis")]
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+
+use super::Hub;
+use crate::error::HubResult;
+use crate::metrics;
+use crate::model::{InterruptPolicy, RequestRecord, RequestState, now_ms};
+use crate::store::Op;
+
+/// Most requests taken over in one heartbeat.
+const TAKEOVER_BATCH: usize = 64;
+
+pub(crate) struct ClusterState {
+    pub id: String,
+    pub ttl: Duration,
+    pub poll: Duration,
+    /// Wakes the heartbeat early (a cancel request for one of our requests).
+    pub wake: Notify,
+    /// Wakes the registry sync early (Redis said the agents changed).
+    pub agents_changed: Notify,
+    #[cfg(feature = "redis")]
+    pub redis: Option<Arc<crate::cluster::RedisLink>>,
+}
+
+/// A replica id: the configured one, else host name, process id and a random suffix.
+pub(crate) fn replica_id(configured: Option<&str>) -> String {
+    if let Some(id) = configured.filter(|s| !s.trim().is_empty()) {
+        return id.trim().to_string();
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "replica".into());
+    let mut r = [0u8; 3];
+    let _ = getrandom::fill(&mut r);
+    format!("{host}-{}-{}", std::process::id(), hex::encode(r))
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl Hub {
+    pub(crate) fn cluster(&self) -> Option<&ClusterState> {
+        self.inner.cluster.as_ref()
+    }
+
+    /// This replica's id in a multi-replica deployment.
+    pub fn replica_id(&self) -> Option<&str> {
+        self.cluster().map(|c| c.id.as_str())
+    }
+
+    /// Whether this replica holds (or now takes) the leadership `name` for `hold`. Always true
+    /// on an embedded store. Periodic duties ask at each run with `hold` a little shorter than
+    /// their interval, so about one replica per interval does the work, and another one takes
+    /// over when that replica is gone.
+    pub(crate) async fn lead(&self, name: &str, hold: Duration) -> bool {
+        let Some(c) = self.cluster() else {
+            return true;
+        };
+        let now = now_ms();
+        match self
+            .inner
+            .store
+            .try_lead(name, &c.id, now + ms(hold.max(Duration::from_secs(1))), now)
+            .await
+        {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(leadership = name, "cannot check the leader lease: {e}");
+                false
+            }
+        }
+    }
+
+    /// Tells the other replicas that the agent registry changed.
+    pub(crate) fn announce_agents_changed(&self) {
+        #[cfg(feature = "redis")]
+        if let Some(r) = self.cluster().and_then(|c| c.redis.as_ref()) {
+            r.send(crate::cluster::Message::Agents);
+        }
+    }
+
+    /// Relays a persisted event to the other replicas.
+    pub(crate) fn relay(&self, _ev: &crate::model::Event) {
+        #[cfg(feature = "redis")]
+        if let Some(r) = self.cluster().and_then(|c| c.redis.as_ref()) {
+            r.send(crate::cluster::Message::Event { e: _ev.clone() });
+        }
+    }
+
+    /// Starts the Redis link (if configured) and the heartbeat worker.
+    pub(super) fn spawn_cluster_workers(&self) {
+        let Some(c) = self.cluster() else { return };
+        #[cfg(feature = "redis")]
+        if let Some(r) = &c.redis {
+            let hub = self.clone();
+            r.start(self.inner.stopping.clone(), move |m| hub.on_relay(m));
+        }
+        let hub = self.clone();
+        let renew = (c.ttl / 3).max(Duration::from_millis(100));
+        let sync_every = c.poll * 5;
+        self.worker_update("cluster-heartbeat", |_| {});
+        self.inner.tracker.spawn(async move {
+            let mut last_sync = Instant::now();
+            loop {
+                let Some(c) = hub.cluster() else { return };
+                tokio::select! {
+                    _ = hub.inner.stopping.cancelled() => break,
+                    _ = tokio::time::sleep(renew) => {}
+                    _ = c.wake.notified() => {}
+                    _ = c.agents_changed.notified() => {
+                        last_sync = Instant::now() - sync_every;
+                    }
+                }
+                let r = hub.heartbeat().await;
+                if last_sync.elapsed() >= sync_every {
+                    last_sync = Instant::now();
+                    if let Err(e) = hub.sync_registry().await {
+                        tracing::warn!("cannot reload the agent registry: {}", e.message);
+                    }
+                }
+                hub.worker_update("cluster-heartbeat", |w| {
+                    w.runs += 1;
+                    w.last_run = Some(crate::model::rfc3339(now_ms()));
+                    if let Err(e) = &r {
+                        w.errors += 1;
+                        w.last_error = Some(e.message.clone());
+                    }
+                });
+            }
+            hub.worker_update("cluster-heartbeat", |w| w.state = "stopped");
+        });
+    }
+
+    #[cfg(feature = "redis")]
+    fn on_relay(&self, m: crate::cluster::Message) {
+        use crate::cluster::Message;
+        match m {
+            // Already persisted by its owner: deliver to local followers only.
+            Message::Event { e } => self.inner.bus.publish(Arc::new(e)),
+            Message::Agents => {
+                if let Some(c) = self.cluster() {
+                    c.agents_changed.notify_one();
+                }
+            }
+            Message::Cancel { id } => {
+                let ours = self.inner.jobs.lock().contains_key(&id)
+                    || self.inner.sched.lock().is_queued(&id);
+                if ours && let Some(c) = self.cluster() {
+                    c.wake.notify_one();
+                }
+            }
+        }
+    }
+
+    /// One heartbeat: renew, honour cancel requests, drop lost work, take over orphans.
+    async fn heartbeat(&self) -> HubResult<()> {
+        let Some(c) = self.cluster() else {
+            return Ok(());
+        };
+        // Work enqueued after this point may not be visible to the renewal below.
+        let horizon = self.inner.sched.lock().ticket();
+        let now = now_ms();
+        let owned = self
+            .inner
+            .store
+            .renew_leases(&c.id, now + ms(c.ttl))
+            .await?;
+        metrics::CLUSTER_LEASES.set(owned.len() as i64);
+        let owned_ids: HashSet<&str> = owned.iter().map(|(id, _)| id.as_str()).collect();
+        for (id, reason) in &owned {
+            let Some(reason) = reason else { continue };
+            let running = self.inner.jobs.lock().get(id).cloned();
+            match running {
+                // Already asked: the pump is stopping it.
+                Some(j) if j.cancel_requested() => {}
+                Some(j) => j.request_cancel(reason.clone()),
+                None => {
+                    if let Some(Err(e)) = self.cancel_local(id, reason.clone()).await {
+                        tracing::warn!(request_id = %id, "cannot cancel as asked by another replica: {}", e.message);
+                    }
+                }
+            }
+        }
+        self.drop_lost(horizon, &owned_ids);
+        self.take_over().await
+    }
+
+    /// Local work whose lease is gone (another replica owns it now) stops here, without
+    /// writing anything: the new owner's view wins.
+    fn drop_lost(&self, horizon: u64, owned: &HashSet<&str>) {
+        let lost_queued = self
+            .inner
+            .sched
+            .lock()
+            .drain_queued_where(|id, ticket| ticket <= horizon && !owned.contains(id));
+        for id in lost_queued {
+            tracing::warn!(request_id = %id, "lease lost while queued (another replica took the request over); dropping it here");
+        }
+        let jobs: Vec<_> = self
+            .inner
+            .jobs
+            .lock()
+            .iter()
+            .filter(|(id, j)| j.ticket <= horizon && !owned.contains(id.as_str()))
+            .map(|(id, j)| (id.clone(), j.clone()))
+            .collect();
+        for (id, job) in jobs {
+            tracing::warn!(request_id = %id, "lease lost while running (another replica took the request over); stopping it here");
+            job.abandon();
+        }
+    }
+
+    /// Takes over requests whose replica stopped renewing its leases.
+    async fn take_over(&self) -> HubResult<()> {
+        let Some(c) = self.cluster() else {
+            return Ok(());
+        };
+        let room = self.inner.sched.lock().room();
+        if room == 0 {
+            return Ok(());
+        }
+        let now = now_ms();
+        let claimed = self
+            .inner
+            .store
+            .claim_expired(&c.id, false, now + ms(c.ttl), now, room.min(TAKEOVER_BATCH))
+            .await?;
+        if claimed.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(
+            count = claimed.len(),
+            "taking over requests whose replica stopped renewing its leases"
+        );
+        let (requeued, failed) = self
+            .adopt(
+                claimed,
+                "interrupted: the replica running it stopped renewing its lease",
+            )
+            .await?;
+        metrics::CLUSTER_TAKEOVERS
+            .with_label_values(&["requeued"])
+            .inc_by(requeued as u64);
+        metrics::CLUSTER_TAKEOVERS
+            .with_label_values(&["failed"])
+            .inc_by(failed as u64);
+        self.dispatch();
+        Ok(())
+    }
+
+    /// Requests now owned by this replica that were left unfinished elsewhere (or before a
+    /// restart): queued ones run again; running ones follow the interrupt policy (`fail` ends
+    /// them with the error `why`). Returns (requeued, failed).
+    pub(super) async fn adopt(
+        &self,
+        records: Vec<RequestRecord>,
+        why: &str,
+    ) -> HubResult<(usize, usize)> {
+        let (mut requeued, mut failed) = (0usize, 0usize);
+        for mut rec in records {
+            let next_seq = self.inner.store.last_seq(&rec.id).await? + 1;
+            match rec.state {
+                RequestState::Queued => {
+                    // (A claim already leased it to this replica.)
+                    self.inner.sched.lock().push_recovered(rec, next_seq);
+                    requeued += 1;
+                }
+                RequestState::Running => {
+                    let policy = self
+                        .inner
+                        .registry
+                        .get(&rec.agent_id)
+                        .map(|a| a.spec.interrupt)
+                        .unwrap_or_default();
+                    match policy {
+                        InterruptPolicy::Retry => {
+                            rec.state = RequestState::Queued;
+                            self.inner
+                                .store
+                                .write(vec![Op::PutRequest(rec.clone())])
+                                .await?;
+                            self.inner.sched.lock().push_recovered(rec, next_seq);
+                            requeued += 1;
+                        }
+                        InterruptPolicy::Fail => {
+                            self.finish_unstarted(
+                                rec,
+                                next_seq,
+                                RequestState::Error,
+                                why.to_string(),
+                            )
+                            .await?;
+                            failed += 1;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok((requeued, failed))
+    }
+
+    /// Cluster part of `cancel`: the request is active but not ours. Take it over if its
+    /// owner is gone; otherwise ask the owner and wait for the end.
+    pub(super) async fn cancel_remote(
+        &self,
+        rec: RequestRecord,
+        reason: String,
+    ) -> HubResult<RequestRecord> {
+        let Some(c) = self.cluster() else {
+            return self.load_request(&rec.id).await;
+        };
+        let now = now_ms();
+        if let Some(orphan) = self
+            .inner
+            .store
+            .claim_request(&rec.id, &c.id, now + ms(c.ttl), now)
+            .await?
+        {
+            let next_seq = self.inner.store.last_seq(&orphan.id).await? + 1;
+            return self
+                .finish_unstarted(orphan, next_seq, RequestState::Canceled, reason)
+                .await;
+        }
+        if !self.inner.store.request_cancel(&rec.id, &reason).await? {
+            // It ended meanwhile.
+            return self.load_request(&rec.id).await;
+        }
+        #[cfg(feature = "redis")]
+        if let Some(r) = &c.redis {
+            r.send(crate::cluster::Message::Cancel { id: rec.id.clone() });
+        }
+        // The owner sees it at its next renewal (at once with Redis); wait for the end.
+        let deadline = Instant::now() + c.ttl + Duration::from_secs(5);
+        let mut delay = Duration::from_millis(20);
+        loop {
+            let now = self.load_request(&rec.id).await?;
+            if now.state.is_terminal() || Instant::now() >= deadline {
+                return Ok(now);
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(c.poll.min(Duration::from_millis(500)));
+        }
+    }
+
+    /// Brings the in-memory registry in line with the store (another replica deployed,
+    /// changed or removed agents).
+    pub(super) async fn sync_registry(&self) -> HubResult<()> {
+        let _guard = self.inner.registry_lock.lock().await;
+        let stored = self.inner.store.list_agents().await?;
+        let mut seen = HashSet::new();
+        let mut changed = false;
+        for rec in stored {
+            let id = rec.spec.id.clone();
+            if rec.removed {
+                if self.inner.registry.remove(&id).is_some() {
+                    changed = true;
+                }
+                continue;
+            }
+            seen.insert(id.clone());
+            let current = self.inner.registry.get(&id);
+            if current.is_some_and(|a| a.spec == rec.spec && a.source == rec.source) {
+                continue;
+            }
+            match super::registry::AgentEntry::build(
+                rec.spec,
+                rec.source,
+                &self.inner.cfg.executor_env,
+            ) {
+                Ok(entry) => {
+                    self.inner.registry.insert(entry);
+                    changed = true;
+                }
+                Err(e) => {
+                    tracing::error!(agent = %id, "agent changed by another replica does not build here: {}", e.message);
+                }
+            }
+        }
+        for a in self.inner.registry.all() {
+            if !seen.contains(&a.spec.id) {
+                self.inner.registry.remove(&a.spec.id);
+                changed = true;
+            }
+        }
+        if changed {
+            tracing::info!("agent registry reloaded (changed by another replica)");
+            self.refresh_agent_metrics();
+            self.dispatch();
+        }
+        Ok(())
+    }
+}

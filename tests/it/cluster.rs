@@ -1,0 +1,332 @@
+//! Several replicas: real server processes on different ports sharing one Postgres schema
+//! (and Redis when `A2A_TEST_REDIS_URL` is set): streams across replicas, cancel across
+//! replicas, registry changes, shared rate limits, and the takeover of a killed replica's
+//! work. Each test uses its own schema and Redis prefix and removes them.
+
+#![cfg(all(feature = "postgres", feature = "redis"))]
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::harness::*;
+use super::store_backends::pg;
+
+fn redis_url() -> Option<String> {
+    match std::env::var("A2A_TEST_REDIS_URL") {
+        Ok(u) if !u.trim().is_empty() => Some(u),
+        _ => {
+            eprintln!("note: A2A_TEST_REDIS_URL not set; this part runs without Redis");
+            None
+        }
+    }
+}
+
+/// Deletes the Redis keys of a prefix when dropped.
+struct RedisCleanup {
+    url: Option<String>,
+    prefix: String,
+}
+
+impl Drop for RedisCleanup {
+    fn drop(&mut self) {
+        let Some(url) = self.url.clone() else { return };
+        let pattern = format!("{}:*", self.prefix);
+        let _ = std::thread::spawn(move || {
+            let Ok(client) = redis::Client::open(url.as_str()) else {
+                return;
+            };
+            let Ok(mut c) = client.get_connection() else {
+                return;
+            };
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(&pattern)
+                .query(&mut c)
+                .unwrap_or_default();
+            for k in keys {
+                let _: Result<(), _> = redis::cmd("DEL").arg(k).query(&mut c);
+            }
+        })
+        .join();
+    }
+}
+
+struct Cluster {
+    a: TestBinary,
+    b: TestBinary,
+    _dirs: (tempfile::TempDir, tempfile::TempDir),
+    _redis: RedisCleanup,
+    _pg: pg::Cleanup,
+}
+
+/// Two replicas, `a` and `b`, on a fresh schema; `redis` adds the relay.
+async fn cluster(url: &str, redis: Option<String>, extra: &[(&str, &str)]) -> Cluster {
+    let pg_cleanup = pg::Cleanup::new(url);
+    let schema = pg::unique("c");
+    pg_cleanup.schemas.lock().push(schema.clone());
+    let prefix = pg::unique("t");
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut env: Vec<(&str, &str)> = vec![
+        ("A2A_STORE", "postgres"),
+        ("A2A_POSTGRES_URL", url),
+        ("A2A_POSTGRES_SCHEMA", &schema),
+        ("A2A_LEASE_TTL", "1s"),
+        ("A2A_CLUSTER_POLL", "200ms"),
+        ("A2A_REDIS_PREFIX", &prefix),
+    ];
+    if let Some(r) = &redis {
+        env.push(("A2A_REDIS_URL", r));
+    }
+    env.extend_from_slice(extra);
+    let a = TestBinary::serve(da.path(), &[&env[..], &[("A2A_REPLICA_ID", "a")]].concat()).await;
+    let b = TestBinary::serve(db.path(), &[&env[..], &[("A2A_REPLICA_ID", "b")]].concat()).await;
+    Cluster {
+        a,
+        b,
+        _dirs: (da, db),
+        _redis: RedisCleanup { url: redis, prefix },
+        _pg: pg_cleanup,
+    }
+}
+
+fn ws(b: &TestBinary, id: &str) -> String {
+    format!("ws://{}/stream?requestId={id}", b.api)
+}
+
+async fn invoke_on(b: &TestBinary, agent: &str, input: Value) -> String {
+    let (s, v) = post(
+        &b.rest(&format!("/agents/{agent}/invoke")),
+        json!({ "input": input }),
+    )
+    .await;
+    assert_eq!(s, 202, "{v}");
+    v["requestId"].as_str().unwrap().to_string()
+}
+
+/// Polls a request on a replica until it is terminal (bounded); returns its view.
+async fn wait_terminal(b: &TestBinary, id: &str, within: Duration) -> Value {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let (s, v) = get(&b.rest(&format!("/requests/{id}"))).await;
+        assert_eq!(s, 200, "{v}");
+        if matches!(v["status"].as_str(), Some("done" | "error" | "canceled")) {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "request {id} still {} after {within:?}",
+            v["status"]
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn wait_status_on(b: &TestBinary, id: &str, want: &str) {
+    for _ in 0..400 {
+        let (_, v) = get(&b.rest(&format!("/requests/{id}"))).await;
+        if v["status"] == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("request {id} never reached {want}");
+}
+
+async fn metric(b: &TestBinary, name: &str) -> f64 {
+    let (_, text, _) = http_raw("GET", &format!("http://{}/metrics", b.ops), vec![], &[]).await;
+    text.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Streams, cancel and registry changes across replicas, with or without Redis.
+async fn work_is_shared(redis: Option<String>) {
+    let Some(url) = pg::url() else { return };
+    let with_redis = redis.is_some();
+    let c = cluster(&url, redis, &[]).await;
+
+    // A job accepted by A is followed, complete and in order, by a WebSocket client on B.
+    let id = invoke_on(&c.a, "echo", echo_input("across replicas", 20, 40)).await;
+    let mut sock = ws_connect(&ws(&c.b, &id)).await;
+    let (events, close) = ws_read_all(&mut sock).await;
+    assert_complete_stream(&events, "final");
+    assert_eq!(close, Some(1000));
+    let chunks = events.iter().filter(|e| e["type"] == "chunk").count();
+    assert_eq!(chunks, 20, "{events:?}");
+    if with_redis {
+        assert!(
+            metric(
+                &c.b,
+                "a2a_cluster_relay_messages_total{outcome=\"received\"}"
+            )
+            .await
+                > 0.0,
+            "B received A's events through Redis"
+        );
+        assert_eq!(metric(&c.b, "a2a_cluster_redis_up").await, 1.0);
+    }
+
+    // A job running on A is canceled through B; it stops on A and stays canceled.
+    let long = invoke_on(&c.a, "echo", echo_input("long", 200, 100)).await;
+    wait_status_on(&c.a, &long, "running").await;
+    let started = std::time::Instant::now();
+    let (s, v) = post(&c.b.rest(&format!("/requests/{long}/cancel")), json!({})).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["status"], "canceled", "{v}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "canceled by its owner promptly ({:?})",
+        started.elapsed()
+    );
+    let (_, v) = get(&c.a.rest(&format!("/requests/{long}"))).await;
+    assert_eq!(v["status"], "canceled");
+    let mut sock = ws_connect(&ws(&c.a, &long)).await;
+    let (events, _) = ws_read_all(&mut sock).await;
+    assert_complete_stream(&events, "canceled");
+
+    // An agent deployed on A becomes invocable on B.
+    let (s, v) = post(
+        &c.a.rest("/agents"),
+        json!({"id": "late", "capabilities": [{"name": "chat"}],
+               "executor": {"kind": "builtin", "name": "echo"}}),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let mut seen = false;
+    for _ in 0..100 {
+        if get(&c.b.rest("/agents/late")).await.0 == 200 {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(seen, "B picked up the agent deployed on A");
+    let id = invoke_on(&c.b, "late", echo_input("hi", 1, 0)).await;
+    assert_eq!(
+        wait_terminal(&c.b, &id, Duration::from_secs(10)).await["status"],
+        "done"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_share_streams_cancel_and_agents_through_redis() {
+    let Some(r) = redis_url() else { return };
+    work_is_shared(Some(r)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_without_redis_share_through_the_store() {
+    work_is_shared(None).await;
+}
+
+/// kill -9 of the replica running held jobs: after the lease time the other replica takes
+/// its work over — `retry` agents run again, `fail` agents end with an error, queued work
+/// runs — and every request the dead replica acknowledged reaches a terminal state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_replicas_work_is_taken_over() {
+    let Some(url) = pg::url() else { return };
+    let mut c = cluster(&url, redis_url(), &[("MAX_CONCURRENCY", "2")]).await;
+    let (s, v) = post(
+        &c.a.rest("/agents"),
+        json!({"id": "fragile", "capabilities": [{"name": "chat"}],
+               "executor": {"kind": "builtin", "name": "echo"}}),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    for _ in 0..100 {
+        if get(&c.b.rest("/agents/fragile")).await.0 == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Two held jobs fill A's two slots; more wait in A's queue.
+    let retry = invoke_on(&c.a, "echo", echo_input("retry me", 10, 150)).await;
+    let fail = invoke_on(&c.a, "fragile", echo_input("fail me", 100, 100)).await;
+    wait_status_on(&c.a, &retry, "running").await;
+    wait_status_on(&c.a, &fail, "running").await;
+    let mut acknowledged = Vec::new();
+    let calls: Vec<_> = (0..20)
+        .map(|i| {
+            let url = c.a.rest("/agents/echo/invoke");
+            tokio::spawn(async move {
+                post(&url, json!({"input": echo_input(&format!("q{i}"), 2, 5)})).await
+            })
+        })
+        .collect();
+    for call in calls {
+        let (s, v) = call.await.unwrap();
+        if s == 202 {
+            acknowledged.push(v["requestId"].as_str().unwrap().to_string());
+        }
+    }
+    assert_eq!(acknowledged.len(), 20, "A acknowledged every invocation");
+    c.a.kill9();
+    let _ = c.a.child.wait().await;
+
+    // B takes over after the lease time (1 s).
+    let v = wait_terminal(&c.b, &retry, Duration::from_secs(30)).await;
+    assert_eq!(v["status"], "done", "the retry agent ran again on B: {v}");
+    let v = wait_terminal(&c.b, &fail, Duration::from_secs(30)).await;
+    assert_eq!(v["status"], "error", "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("stopped renewing its lease"),
+        "{v}"
+    );
+    for id in &acknowledged {
+        let v = wait_terminal(&c.b, id, Duration::from_secs(30)).await;
+        assert_eq!(v["status"], "done", "{id}: {v}");
+    }
+    // The retried request's stored log is gap-free and ends with its final event.
+    let mut sock = ws_connect(&ws(&c.b, &retry)).await;
+    let (events, _) = ws_read_all(&mut sock).await;
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e["seq"], json!(i as u64 + 1), "{events:?}");
+    }
+    assert_eq!(events.last().unwrap()["type"], "final");
+    assert!(metric(&c.b, "a2a_cluster_takeovers_total").await >= 2.0);
+}
+
+/// Rate-limit counters live in Redis: a client's limit holds across replicas.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_are_shared_through_redis() {
+    let Some(url) = pg::url() else { return };
+    let Some(r) = redis_url() else { return };
+    let c = cluster(
+        &url,
+        Some(r),
+        &[("A2A_RATE_LIMITS", "default=100/s,ip=6/m,ip_loopback=on")],
+    )
+    .await;
+    // Wait for both relays (the shared limiter is used while Redis is up).
+    for b in [&c.a, &c.b] {
+        for _ in 0..100 {
+            if metric(b, "a2a_cluster_redis_up").await == 1.0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let mut ok = 0;
+    let mut refused = 0;
+    for i in 0..10 {
+        let b = if i % 2 == 0 { &c.a } else { &c.b };
+        let (s, _, h) = http("GET", &b.rest("/agents"), None, &[]).await;
+        match s {
+            200 => ok += 1,
+            429 => {
+                refused += 1;
+                assert!(h.get("retry-after").is_some());
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!(
+        (ok, refused),
+        (6, 4),
+        "6 per minute for the address across both replicas"
+    );
+}
