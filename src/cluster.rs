@@ -38,6 +38,8 @@ pub enum Message {
     Agents,
     /// Someone asked to cancel this request: its owner should renew (and see it) now.
     Cancel { id: String },
+    /// A replica shut down and released its leftover work: take it over now.
+    Released,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -133,6 +135,27 @@ impl RedisLink {
         });
     }
 
+    /// Publishes one message now and waits for Redis to take it (bounded); for the last word
+    /// of a replica that is shutting down.
+    pub async fn send_now(&self, m: Message) -> Result<(), String> {
+        let text = serde_json::to_string(&Envelope {
+            o: self.origin.clone(),
+            m,
+        })
+        .map_err(|e| e.to_string())?;
+        let mut c = self.command_conn().await?;
+        tokio::time::timeout(
+            TIMEOUT,
+            redis::cmd("PUBLISH")
+                .arg(self.channel("control"))
+                .arg(text)
+                .query_async::<()>(&mut c),
+        )
+        .await
+        .map_err(|_| "Redis did not answer in time".to_string())?
+        .map_err(|e| e.to_string())
+    }
+
     /// Starts the publisher and the (reconnecting) subscriber; `on` gets every message of
     /// another replica.
     pub fn start(
@@ -154,9 +177,11 @@ impl RedisLink {
         let events = self.channel("events");
         let control = self.channel("control");
         loop {
+            // Queued messages first: what was sent before the stop still goes out.
             let first = tokio::select! {
-                _ = stop.cancelled() => return,
+                biased;
                 m = rx.recv() => match m { Some(m) => m, None => return },
+                _ = stop.cancelled() => return,
             };
             let mut batch = vec![first];
             while batch.len() < PUBLISH_BATCH {

@@ -21,9 +21,10 @@ use super::mcp_client::McpHttp;
 
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
-    /// MCP endpoint of the server under test.
+    /// MCP endpoint of the server under test; repeat it for several replicas (clients are
+    /// spread over them round-robin).
     #[arg(long, default_value = "http://127.0.0.1:8787/mcp")]
-    pub url: String,
+    pub url: Vec<String>,
     /// Operations endpoint (for the server's memory figures); empty to skip.
     #[arg(long, default_value = "http://127.0.0.1:3000")]
     pub ops_url: String,
@@ -59,6 +60,9 @@ struct Totals {
 pub async fn run(args: BenchArgs) -> Exit {
     if args.concurrency == 0 {
         return Exit::Usage("--concurrency must be at least 1".into());
+    }
+    if args.url.is_empty() {
+        return Exit::Usage("--url: give at least one MCP endpoint".into());
     }
     let totals = Arc::new(Totals::default());
     let measuring = Arc::new(AtomicBool::new(false));
@@ -128,10 +132,11 @@ pub async fn run(args: BenchArgs) -> Exit {
         println!("{report}");
     } else {
         println!(
-            "a2a-mcp bench: {} clients, {:.1}s, agent {}",
+            "a2a-mcp bench: {} clients, {:.1}s, agent {}, {} endpoint(s)",
             args.concurrency,
             elapsed.as_secs_f64(),
-            args.agent
+            args.agent,
+            args.url.len()
         );
         println!(
             "  invocations   {ok} ({:.0}/s), errors {errors}",
@@ -167,7 +172,7 @@ async fn client(
     stop: &AtomicBool,
     lat: &mut Vec<u64>,
 ) -> Result<(), String> {
-    let mcp = McpHttp::new(&args.url, args.token.clone())?;
+    let mcp = McpHttp::new(&args.url[n % args.url.len()], args.token.clone())?;
     let mut init_answer = None;
     mcp.send(
         &json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {

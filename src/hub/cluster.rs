@@ -102,6 +102,32 @@ impl Hub {
         }
     }
 
+    /// Shutdown: hands leftover work to the other replicas (leases expire now, and Redis wakes
+    /// them).
+    pub(super) async fn release_work(&self) {
+        let Some(c) = self.cluster() else { return };
+        match self.inner.store.release_leases(&c.id).await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(
+                    requests = n,
+                    "released unfinished work to the other replicas"
+                );
+                #[cfg(feature = "redis")]
+                if let Some(r) = &c.redis
+                    && let Err(e) = r.send_now(crate::cluster::Message::Released).await
+                {
+                    tracing::warn!(
+                        "cannot tell the other replicas through Redis ({e}); they take the work at their next heartbeat"
+                    );
+                }
+            }
+            Err(e) => tracing::warn!(
+                "cannot release leases ({e}); other replicas take the work over when they expire"
+            ),
+        }
+    }
+
     /// Tells the other replicas that the agent registry changed.
     pub(crate) fn announce_agents_changed(&self) {
         #[cfg(feature = "redis")]
@@ -124,18 +150,19 @@ impl Hub {
         #[cfg(feature = "redis")]
         if let Some(r) = &c.redis {
             let hub = self.clone();
-            r.start(self.inner.stopping.clone(), move |m| hub.on_relay(m));
+            r.start(self.inner.cluster_stop.clone(), move |m| hub.on_relay(m));
         }
         let hub = self.clone();
         let renew = (c.ttl / 3).max(Duration::from_millis(100));
         let sync_every = c.poll * 5;
         self.worker_update("cluster-heartbeat", |_| {});
-        self.inner.tracker.spawn(async move {
+        // Not in the job tracker: it runs until the jobs have drained at shutdown.
+        tokio::spawn(async move {
             let mut last_sync = Instant::now();
             loop {
                 let Some(c) = hub.cluster() else { return };
                 tokio::select! {
-                    _ = hub.inner.stopping.cancelled() => break,
+                    _ = hub.inner.cluster_stop.cancelled() => break,
                     _ = tokio::time::sleep(renew) => {}
                     _ = c.wake.notified() => {}
                     _ = c.agents_changed.notified() => {
@@ -171,6 +198,11 @@ impl Hub {
             Message::Agents => {
                 if let Some(c) = self.cluster() {
                     c.agents_changed.notify_one();
+                }
+            }
+            Message::Released => {
+                if let Some(c) = self.cluster() {
+                    c.wake.notify_one();
                 }
             }
             Message::Cancel { id } => {

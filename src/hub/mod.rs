@@ -104,6 +104,9 @@ pub(crate) struct HubInner {
     hard_stop: CancellationToken,
     /// Cancelled when shutdown begins: background workers stop.
     stopping: CancellationToken,
+    /// Cancelled once the jobs have drained at shutdown: the lease heartbeat stops (it keeps
+    /// renewing while jobs finish, so no other replica takes them over meanwhile).
+    cluster_stop: CancellationToken,
     workers: Mutex<BTreeMap<&'static str, WorkerStatus>>,
     started_at: i64,
     ready: AtomicBool,
@@ -237,6 +240,7 @@ impl Hub {
             tracker: TaskTracker::new(),
             hard_stop: CancellationToken::new(),
             stopping: CancellationToken::new(),
+            cluster_stop: CancellationToken::new(),
             workers: Mutex::new(BTreeMap::new()),
             started_at: now_ms(),
             ready: AtomicBool::new(false),
@@ -646,6 +650,9 @@ impl Hub {
             self.inner.hard_stop.cancel();
             let _ = tokio::time::timeout(Duration::from_secs(5), self.inner.tracker.wait()).await;
         }
+        // Several replicas: what is left here goes to the others now, not when leases expire.
+        self.release_work().await;
+        self.inner.cluster_stop.cancel();
         if let Err(e) = self.inner.store.close().await {
             tracing::error!("closing the store failed: {e}");
         }

@@ -200,6 +200,9 @@ impl Sched {
 
     /// Free places in the queue.
     pub fn room(&self) -> usize {
+        if !self.accepting {
+            return 0;
+        }
         self.max_queue.saturating_sub(self.queued + self.reserved)
     }
 

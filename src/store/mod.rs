@@ -267,6 +267,12 @@ pub trait Store: Send + Sync + 'static {
         Ok(Vec::new())
     }
 
+    /// Lets every lease of `owner` run out now (a replica shutting down hands its leftover
+    /// work to the others). Returns how many requests it released.
+    async fn release_leases(&self, _owner: &str) -> StoreResult<u64> {
+        Ok(0)
+    }
+
     /// Takes over one active request if its lease ran out (or it has none).
     async fn claim_request(
         &self,

@@ -1389,6 +1389,17 @@ impl Store for PostgresStore {
         Ok(out)
     }
 
+    async fn release_leases(&self, owner: &str) -> StoreResult<u64> {
+        let rows = self
+            .rows(
+                "UPDATE requests SET lease_expires_at = 0 \
+                 WHERE lease_owner = $1 AND state IN ('queued', 'running') RETURNING id",
+                &[&owner],
+            )
+            .await?;
+        Ok(rows.len() as u64)
+    }
+
     async fn claim_request(
         &self,
         id: &str,

@@ -330,3 +330,38 @@ async fn rate_limits_are_shared_through_redis() {
         "6 per minute for the address across both replicas"
     );
 }
+
+/// SIGTERM: a replica drains what it can in its grace period and hands the rest to the others
+/// at once (its leases are released), long before they would expire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_replica_hands_its_work_over() {
+    let Some(url) = pg::url() else { return };
+    let Some(r) = redis_url() else { return };
+    let mut c = cluster(
+        &url,
+        Some(r),
+        &[
+            ("A2A_LEASE_TTL", "30s"),
+            ("MAX_CONCURRENCY", "1"),
+            ("A2A_SHUTDOWN_GRACE", "500ms"),
+        ],
+    )
+    .await;
+    let long = invoke_on(&c.a, "echo", echo_input("long", 30, 100)).await;
+    wait_status_on(&c.a, &long, "running").await;
+    let mut queued = Vec::new();
+    for i in 0..5 {
+        queued.push(invoke_on(&c.a, "echo", echo_input(&format!("q{i}"), 1, 0)).await);
+    }
+    let stopped = std::time::Instant::now();
+    assert!(c.a.sigterm_and_wait().await.success());
+    for id in std::iter::once(&long).chain(&queued) {
+        let v = wait_terminal(&c.b, id, Duration::from_secs(20)).await;
+        assert_eq!(v["status"], "done", "{id}: {v}");
+    }
+    assert!(
+        stopped.elapsed() < Duration::from_secs(20),
+        "taken over well before the 30 s lease ran out ({:?})",
+        stopped.elapsed()
+    );
+}
