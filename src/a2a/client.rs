@@ -71,6 +71,26 @@ static TLS: LazyLock<Result<rustls::ClientConfig, String>> = LazyLock::new(|| {
     Ok(builder.with_root_certificates(roots).with_no_client_auth())
 });
 
+/// A connector for `http://` and `https://` (rustls, ring, the system's roots and
+/// `SSL_CERT_FILE`/`SSL_CERT_DIR`), with a bounded connect time. Shared by every outgoing
+/// client of the process (A2A peers, webhooks, the CLI talking to a running server).
+pub fn https_connector() -> Result<HttpsConnector<HttpConnector>, String> {
+    let tls = match &*TLS {
+        Ok(c) => c.clone(),
+        Err(e) => return Err(format!("cannot set up TLS for outgoing requests: {e}")),
+    };
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    Ok(hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(http))
+}
+
 /// A cheap, cloneable HTTP client with a connection pool and fixed extra headers.
 #[derive(Clone)]
 pub struct HttpClient {
@@ -99,20 +119,7 @@ impl HttpClient {
             })?;
             hs.push((name, value));
         }
-        let tls = match &*TLS {
-            Ok(c) => c.clone(),
-            Err(e) => return Err(format!("cannot set up TLS for outgoing requests: {e}")),
-        };
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(http);
+        let connector = https_connector()?;
         let inner = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);

@@ -6,6 +6,7 @@
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -14,7 +15,7 @@ use serde_json::Value;
 use sse_stream::SseStream;
 
 pub struct McpHttp {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     url: http::Uri,
     token: Option<String>,
     session: Mutex<Option<String>>,
@@ -35,17 +36,11 @@ impl McpHttp {
             .parse()
             .map_err(|e| format!("{url:?} is not a valid URL: {e}"))?;
         match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => {
-                return Err(
-                    "https URLs are not supported by this build's client yet; use http:// on a trusted network or a local TLS terminator"
-                        .into(),
-                );
-            }
-            _ => return Err(format!("{url:?}: expected an http:// URL")),
+            Some("http") | Some("https") => {}
+            _ => return Err(format!("{url:?}: expected an http:// or https:// URL")),
         }
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
+        // https: the system's roots, or a private CA through SSL_CERT_FILE.
+        let connector = crate::a2a::client::https_connector()?;
         let client = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(64)
             .build(connector);

@@ -135,10 +135,71 @@ async fn https_wss_and_mcp_over_tls_with_a_test_ca() {
     // The Python MCP SDK over https and a wss stream.
     let out = run_python(
         "tls_check.py",
-        &[base.replace("127.0.0.1", "localhost"), ca],
+        &[base.replace("127.0.0.1", "localhost"), ca.clone()],
     )
     .await;
     assert!(out.contains("OK"));
+    // The CLI talks https to a running server: an admin command (the store is held by the
+    // server, so it goes through the admin API) and the stdio bridge, trusting the test CA
+    // through SSL_CERT_FILE.
+    let https = format!("https://localhost:{}", th.api.port());
+    let out = std::process::Command::new(BIN)
+        .arg("--data-dir")
+        .arg(th.dir.path())
+        .args([
+            "keys", "create", "--role", "viewer", "--label", "over-tls", "--url", &https,
+        ])
+        .env("SSL_CERT_FILE", &ca)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8_lossy(&out.stdout).to_string();
+    let key = printed
+        .split_whitespace()
+        .find(|w| w.starts_with("a2a_"))
+        .unwrap_or_else(|| panic!("no key printed: {printed}"))
+        .to_string();
+    // (Now that a key exists, keys are required: the bridge sends it.)
+    let mut bridge = tokio::process::Command::new(BIN)
+        .args([
+            "stdio",
+            "--remote",
+            &format!("{https}/mcp"),
+            "--token",
+            &key,
+        ])
+        .env("SSL_CERT_FILE", &ca)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    {
+        use tokio::io::AsyncWriteExt;
+        let stdin = bridge.stdin.as_mut().unwrap();
+        let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": "t", "version": "1"}}});
+        stdin
+            .write_all(format!("{init}\n").as_bytes())
+            .await
+            .unwrap();
+    }
+    let stdout = bridge.stdout.take().unwrap();
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .expect("the bridge answered within 10 s")
+        .unwrap()
+        .expect("a line");
+    let answer: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert!(answer["result"]["serverInfo"].is_object(), "{answer}");
+    drop(bridge);
     th.stop().await;
 }
 
