@@ -622,3 +622,77 @@ async fn scheduled_backups_run_and_update_metrics() {
         .clone();
     assert!(w["runs"].as_u64().unwrap() >= 2, "{w}");
 }
+
+/// `restore --latest` picks the newest snapshot of the backup directory, and the CLI shows the
+/// verified manifest, the records written and the switch; with no snapshot it says where it
+/// looked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_latest_takes_the_newest_snapshot_and_shows_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = cli(dir.path(), &["backup", "restore", "--latest"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no snapshot in") && err.contains("A2A_BACKUP_DIR"),
+        "{err}"
+    );
+    let out = cli(dir.path(), &["backup", "restore"]);
+    assert_eq!(out.status.code(), Some(2), "a file or --latest is required");
+
+    // Three generations: a (snapshot 1), b (snapshot 2), c (no snapshot).
+    let mut ids = Vec::new();
+    let mut snaps = Vec::new();
+    for (i, name) in ["a", "b", "c"].into_iter().enumerate() {
+        let mut b = TestBinary::serve(dir.path(), &[]).await;
+        let (_, v) = post(
+            &b.rest("/agents/echo/invoke"),
+            json!({"input": echo_input(name, 2, 0), "wait": true}),
+        )
+        .await;
+        ids.push(v["requestId"].as_str().unwrap().to_string());
+        assert!(b.sigterm_and_wait().await.success());
+        if i < 2 {
+            let out = cli(dir.path(), &["backup", "create"]);
+            assert!(out.status.success());
+            snaps.push(String::from_utf8_lossy(&out.stdout).trim().to_string());
+        }
+    }
+    let out = cli(dir.path(), &["backup", "restore", "--latest"]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("the newest snapshot is {}", snaps[1])),
+        "{stderr}"
+    );
+    assert!(stderr.contains("verified: "), "{stderr}");
+    let total = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("verified: "))
+        .and_then(|l| l.split(' ').next())
+        .unwrap()
+        .to_string();
+    assert!(
+        stderr.contains(&format!("{total} of {total} records written (100%)")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("switching to the restored store"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains(&format!("restored {total} records")),
+        "{stdout}"
+    );
+
+    let b = TestBinary::serve(dir.path(), &[]).await;
+    for (id, want) in ids.iter().zip([200, 200, 404]) {
+        assert_eq!(
+            get(&b.rest(&format!("/requests/{id}"))).await.0,
+            want,
+            "{id}"
+        );
+    }
+}
