@@ -237,7 +237,7 @@ async fn restore(
             ),
             Progress::Written { done, total } => eprintln!(
                 "  {done} of {total} records written ({}%)",
-                done.saturating_mul(100) / total.max(1)
+                done.saturating_mul(100).checked_div(total).unwrap_or(100)
             ),
             Progress::Switching => eprintln!("every record written; switching to the restored store"),
         };
