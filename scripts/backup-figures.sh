@@ -17,7 +17,8 @@
 # Settings (environment): B (binary, default target/release/a2a-mcp), WORK (scratch
 # directory, default /tmp/a2a-backup-figures, deleted per size), PORT and OPS_PORT (listeners,
 # default 28787 and 23000), PG_URL (default postgres://postgres@127.0.0.1:5432/postgres; empty:
-# skip Postgres). Run one benchmark at a time: the figures depend on the machine being quiet.
+# skip Postgres). Needs curl, python3, bc, psql (for Postgres) and GNU time (/usr/bin/time).
+# Run one benchmark at a time: the figures depend on the machine being quiet.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B="${B:-$PWD/target/release/a2a-mcp}"
@@ -125,7 +126,8 @@ for N in "${SIZES[@]}"; do
   echo "  redb file: $(mib "$(size_of "$D/state/a2a-mcp.redb")")"
 
   timed "backup create (online, via the server)" "$B" --data-dir "$D/state" "${NET[@]}" backup create >/dev/null
-  SNAP=$(ls "$D"/online/*.a2asnap | tail -1)
+  SNAPS=("$D"/online/*.a2asnap)
+  SNAP=${SNAPS[-1]}
   echo "  snapshot: $(mib "$(size_of "$SNAP")"), $(mib "$(manifest "$SNAP" uncompressedBytes)") uncompressed, $(manifest "$SNAP" records) records"
   stop_server
 
