@@ -6,11 +6,14 @@
 //! link made before the switch). Postgres restores into a new schema and swaps the schema
 //! names in one transaction, keeping the previous one as `<schema>_pre_restore_<time>`. A
 //! restore that fails at any point leaves the current store untouched.
+//!
+//! A large restore reports its progress ([`Progress`]): the verified manifest, the records
+//! written so far (about once a second), and the switch.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::{BackupError, BackupResult, Manifest, read, verify};
 use crate::config::{Config, StoreKind};
@@ -18,6 +21,23 @@ use crate::model::now_ms;
 use crate::store::{DynStore, Record, StoreError};
 
 const BATCH: usize = 2000;
+/// How often a restore reports the records written so far.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+/// What a restore reports while it runs.
+#[derive(Debug, Clone)]
+pub enum Progress {
+    /// The snapshot verified completely (checksum and every record); writing starts.
+    Verified(Manifest),
+    /// Records written into the new store so far, of `total` (about once a second, and once
+    /// at the end).
+    Written { done: u64, total: u64 },
+    /// Every record is written; switching to the restored store.
+    Switching,
+}
+
+/// A progress callback that ignores everything.
+pub fn no_progress(_: Progress) {}
 
 /// What a restore did.
 #[derive(Debug, Clone)]
@@ -44,9 +64,21 @@ pub fn write_records(
     target: &DynStore,
     fail_after: Option<u64>,
 ) -> BackupResult<BTreeMap<String, u64>> {
+    write_records_with(snapshot, target, fail_after, 0, &mut no_progress)
+}
+
+/// [`write_records`], reporting [`Progress::Written`] against `total` records.
+fn write_records_with(
+    snapshot: &Path,
+    target: &DynStore,
+    fail_after: Option<u64>,
+    total: u64,
+    progress: &mut (dyn FnMut(Progress) + Send),
+) -> BackupResult<BTreeMap<String, u64>> {
     let handle = tokio::runtime::Handle::current();
     let mut batch = Vec::with_capacity(BATCH);
     let mut written = 0u64;
+    let mut reported = Instant::now();
     let mut counts: BTreeMap<String, u64> = BTreeMap::new();
     let flush = |batch: &mut Vec<Record>| -> BackupResult<()> {
         if batch.is_empty() {
@@ -76,10 +108,21 @@ pub fn write_records(
         written += 1;
         if batch.len() >= BATCH {
             flush(&mut batch)?;
+            if reported.elapsed() >= PROGRESS_EVERY {
+                reported = Instant::now();
+                progress(Progress::Written {
+                    done: written,
+                    total,
+                });
+            }
         }
         Ok(())
     })?;
     flush(&mut batch)?;
+    progress(Progress::Written {
+        done: written,
+        total,
+    });
     Ok(counts)
 }
 
@@ -109,11 +152,23 @@ pub fn restore(
     snapshot: &Path,
     opts: &RestoreOptions,
 ) -> BackupResult<RestoreSummary> {
+    restore_with_progress(config, snapshot, opts, &mut no_progress)
+}
+
+/// [`restore`], reporting its [`Progress`].
+pub fn restore_with_progress(
+    config: &Config,
+    snapshot: &Path,
+    opts: &RestoreOptions,
+    progress: &mut (dyn FnMut(Progress) + Send),
+) -> BackupResult<RestoreSummary> {
     let started = Instant::now();
     let manifest = verify(snapshot)?;
+    progress(Progress::Verified(manifest.clone()));
+    let total = manifest.records;
     let (counts, previous) = match store_file(config) {
-        Some((current, open)) => restore_file(&current, open, snapshot, opts)?,
-        None => restore_postgres(config, snapshot, opts)?,
+        Some((current, open)) => restore_file(&current, open, snapshot, opts, total, progress)?,
+        None => restore_postgres(config, snapshot, opts, total, progress)?,
     };
     Ok(RestoreSummary {
         manifest,
@@ -150,6 +205,8 @@ fn restore_file(
     open: Opener,
     snapshot: &Path,
     opts: &RestoreOptions,
+    total: u64,
+    progress: &mut (dyn FnMut(Progress) + Send),
 ) -> BackupResult<Restored> {
     // Hold the current store while restoring: proves no server runs, and keeps one from
     // starting half-way.
@@ -180,7 +237,7 @@ fn restore_file(
     let handle = tokio::runtime::Handle::current();
     let result = (|| -> BackupResult<BTreeMap<String, u64>> {
         let target = open(&fresh)?;
-        let counts = write_records(snapshot, &target, opts.fail_after);
+        let counts = write_records_with(snapshot, &target, opts.fail_after, total, progress);
         let closed = handle.block_on(target.close());
         drop(target);
         let counts = counts?;
@@ -194,6 +251,7 @@ fn restore_file(
             return Err(e);
         }
     };
+    progress(Progress::Switching);
     if let Some(h) = holder {
         let _ = handle.block_on(h.close());
     }
@@ -246,6 +304,8 @@ fn restore_postgres(
     config: &Config,
     snapshot: &Path,
     opts: &RestoreOptions,
+    total: u64,
+    progress: &mut (dyn FnMut(Progress) + Send),
 ) -> BackupResult<Restored> {
     use crate::store::postgres;
     let handle = tokio::runtime::Handle::current();
@@ -265,13 +325,14 @@ fn restore_postgres(
     let result = (|| -> BackupResult<BTreeMap<String, u64>> {
         let target: DynStore =
             Arc::new(handle.block_on(postgres::PostgresStore::open(&fresh, true))?);
-        let counts = write_records(snapshot, &target, opts.fail_after);
+        let counts = write_records_with(snapshot, &target, opts.fail_after, total, progress);
         let closed = handle.block_on(target.close());
         let counts = counts?;
         closed?;
         Ok(counts)
     })();
     let swapped = result.and_then(|counts| {
+        progress(Progress::Switching);
         let had = handle.block_on(postgres::swap_schema(settings, &fresh_name, &keep_name))?;
         Ok((counts, had))
     });
@@ -287,7 +348,13 @@ fn restore_postgres(
 }
 
 #[cfg(not(feature = "postgres"))]
-fn restore_postgres(_: &Config, _: &Path, _: &RestoreOptions) -> BackupResult<Restored> {
+fn restore_postgres(
+    _: &Config,
+    _: &Path,
+    _: &RestoreOptions,
+    _: u64,
+    _: &mut (dyn FnMut(Progress) + Send),
+) -> BackupResult<Restored> {
     Err(BackupError::Refused(
         "this a2a-mcp was built without Postgres support (cargo feature `postgres`)".into(),
     ))

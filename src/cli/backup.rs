@@ -3,7 +3,9 @@
 //! `create` works offline against a stopped store, or — when a running server holds the
 //! store — asks that server to take the snapshot through its admin API (`--url`, `--token`).
 //! `list`, `verify` and `prune` only read or delete files and are safe while a server runs.
-//! `restore` refuses while a server holds the store.
+//! `restore` refuses while a server holds the store; it prints its progress on stderr (the
+//! verified manifest, records written about once a second, the switch) and, with `--latest`,
+//! picks the newest snapshot in the backup directory.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -12,7 +14,10 @@ use clap::Subcommand;
 
 use super::Exit;
 use super::admin::{Remote, call};
-use crate::backup::{self, restore::RestoreOptions};
+use crate::backup::{
+    self,
+    restore::{Progress, RestoreOptions},
+};
 use crate::config::Config;
 use crate::model::now_ms;
 use crate::store::{self, StoreError};
@@ -36,7 +41,15 @@ pub enum BackupCommand {
     Verify { file: PathBuf },
     /// Replace the configured store with a snapshot (the server must be stopped).
     Restore {
-        file: PathBuf,
+        /// The snapshot file (or --latest).
+        #[arg(required_unless_present = "latest")]
+        file: Option<PathBuf>,
+        /// Restore the newest snapshot in the backup directory (A2A_BACKUP_DIR or --dir).
+        #[arg(long, conflicts_with = "file")]
+        latest: bool,
+        /// Backup directory for --latest.
+        #[arg(long, requires = "latest")]
+        dir: Option<PathBuf>,
         /// Restore even if the current store cannot be opened (the server must be stopped).
         #[arg(long)]
         force: bool,
@@ -123,34 +136,12 @@ pub async fn run(config: Config, cmd: BackupCommand) -> Exit {
                 Err(e) => Exit::Failed(e.to_string()),
             }
         }
-        BackupCommand::Restore { file, force } => {
-            let opts = RestoreOptions {
-                force,
-                fail_after: None,
-            };
-            let cfg = config.clone();
-            match tokio::task::spawn_blocking(move || backup::restore::restore(&cfg, &file, &opts))
-                .await
-            {
-                Ok(Ok(s)) => {
-                    println!(
-                        "restored {} records ({}) into the {} store in {} ms",
-                        s.manifest.records,
-                        print_counts(&s.counts),
-                        store_name(&config),
-                        s.duration_ms
-                    );
-                    if let Some(p) = s.previous {
-                        println!("the previous store is kept as {p}");
-                    }
-                    Exit::Ok
-                }
-                Ok(Err(e)) => Exit::Failed(format!(
-                    "restore refused or failed, the current store is unchanged: {e}"
-                )),
-                Err(e) => Exit::Failed(e.to_string()),
-            }
-        }
+        BackupCommand::Restore {
+            file,
+            latest,
+            dir,
+            force,
+        } => restore(config, file, latest, dir, force).await,
         BackupCommand::Prune {
             dir,
             retention_days,
@@ -184,6 +175,99 @@ pub async fn run(config: Config, cmd: BackupCommand) -> Exit {
                 Err(e) => Exit::Failed(e.to_string()),
             }
         }
+    }
+}
+
+/// The newest snapshot in `dir` whose framing is intact (it is verified completely by the
+/// restore itself).
+fn newest_snapshot(dir: &std::path::Path) -> Result<PathBuf, String> {
+    let listed = backup::list(dir).map_err(|e| e.to_string())?;
+    listed
+        .into_iter()
+        .flatten()
+        .next_back()
+        .map(|s| s.path)
+        .ok_or_else(|| {
+            format!(
+                "no snapshot in {} to restore (set A2A_BACKUP_DIR or --dir to the directory that holds them, or name the file)",
+                dir.display()
+            )
+        })
+}
+
+async fn restore(
+    config: Config,
+    file: Option<PathBuf>,
+    latest: bool,
+    dir: Option<PathBuf>,
+    force: bool,
+) -> Exit {
+    let file = match (file, latest) {
+        (Some(f), _) => f,
+        (None, true) => {
+            let dir = dir.unwrap_or(config.backup_dir.clone());
+            match tokio::task::spawn_blocking(move || newest_snapshot(&dir)).await {
+                Ok(Ok(f)) => {
+                    eprintln!("the newest snapshot is {}", f.display());
+                    f
+                }
+                Ok(Err(e)) => return Exit::Failed(e),
+                Err(e) => return Exit::Failed(e.to_string()),
+            }
+        }
+        (None, false) => return Exit::Usage("name a snapshot file, or --latest".into()),
+    };
+    let opts = RestoreOptions {
+        force,
+        fail_after: None,
+    };
+    let cfg = config.clone();
+    let shown = file.display().to_string();
+    let target = store_name(&config);
+    eprintln!("verifying {shown} (checksum and every record)");
+    let done = tokio::task::spawn_blocking(move || {
+        let mut report = |p: Progress| match p {
+            Progress::Verified(m) => eprintln!(
+                "verified: {} records ({}), created {} from {} by a2a-mcp {}; writing a new {target} store",
+                m.records,
+                print_counts(&m.counts),
+                m.created_at,
+                m.source_backend,
+                m.product_version
+            ),
+            Progress::Written { done, total } => eprintln!(
+                "  {done} of {total} records written ({}%)",
+                done.saturating_mul(100).checked_div(total).unwrap_or(100)
+            ),
+            Progress::Switching => eprintln!("every record written; switching to the restored store"),
+        };
+        backup::restore::restore_with_progress(&cfg, &file, &opts, &mut report)
+    })
+    .await;
+    match done {
+        Ok(Ok(s)) => {
+            println!(
+                "restored {} records ({}) into the {target} store in {} ms",
+                s.manifest.records,
+                print_counts(&s.counts),
+                s.duration_ms
+            );
+            if let Some(p) = s.previous {
+                println!("the previous store is kept as {p}");
+            }
+            Exit::Ok
+        }
+        Ok(Err(e)) => {
+            let hint = if latest && matches!(e, backup::BackupError::Invalid { .. }) {
+                "; the newest snapshot is damaged: pick an older one from `a2a-mcp backup list` and name its file"
+            } else {
+                ""
+            };
+            Exit::Failed(format!(
+                "restore refused or failed, the current store is unchanged: {e}{hint}"
+            ))
+        }
+        Err(e) => Exit::Failed(e.to_string()),
     }
 }
 

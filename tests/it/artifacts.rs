@@ -8,7 +8,8 @@
 //! - k8s/ and monitoring/: `kubectl kustomize` (base, Postgres overlay, monitoring),
 //!   `kubernetes-validate --strict`, checkov (no failed check; every skip justified), and the
 //!   project's semantic checks (selectors, probes, ports, sizes, namespace, HPA only in the
-//!   overlay) against the real binary's endpoints.
+//!   overlay) against the real binary's endpoints; the runbook's restore pod
+//!   (k8s/restore/) fits the StatefulSet and the binary takes its arguments.
 //! - monitoring/: `promtool check rules`, `promtool test rules` (every alert fires and stays
 //!   silent in a unit test), the PrometheusRule equal to the plain rule file, the dashboard's
 //!   PromQL checked by promtool, runbook links that resolve, and every metric named by an alert
@@ -1097,6 +1098,137 @@ fn k8s_config_names_only_real_settings_and_the_binary_accepts_it() {
         None,
     );
     assert!(out.ok() && out.stdout.contains("echo"), "{out}");
+}
+
+/// The restore pod of the runbook (k8s/restore/restore-pod.yaml, not in any kustomization)
+/// fits k8s/base: the StatefulSet's claim, mount, user, namespace, image and paths; no Service
+/// or hub NetworkPolicy selects it and its own policy denies all traffic; the validators accept
+/// it; and the real binary accepts its arguments.
+#[test]
+fn k8s_restore_pod_fits_the_statefulset() {
+    const FILE: &str = "k8s/restore/restore-pod.yaml";
+    let docs = yaml_docs(&read(FILE));
+    let base = yaml_docs(&kustomize("k8s/base"));
+    let sts = named(&base, "StatefulSet", "a2a-mcp");
+    let pod = named(&docs, "Pod", "a2a-mcp-restore");
+    assert_eq!(pod["metadata"]["namespace"], sts["metadata"]["namespace"]);
+    assert_eq!(pod["spec"]["restartPolicy"], "Never");
+
+    // The volume: the StatefulSet's claim of pod 0, mounted where the hub mounts it.
+    let template = &sts["spec"]["volumeClaimTemplates"][0]["metadata"]["name"];
+    let claim = format!(
+        "{}-{}-0",
+        template.as_str().unwrap(),
+        sts["metadata"]["name"].as_str().unwrap()
+    );
+    let volume = pod["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["persistentVolumeClaim"]["claimName"] == claim.as_str())
+        .unwrap_or_else(|| panic!("{FILE} does not mount the claim {claim}"));
+    let hub = &sts["spec"]["template"]["spec"]["containers"][0];
+    let container = &pod["spec"]["containers"][0];
+    let mount = |c: &Value, volume: &Value| {
+        c["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == *volume)
+            .map(|m| m["mountPath"].clone())
+            .unwrap()
+    };
+    assert_eq!(
+        mount(container, &volume["name"]),
+        mount(hub, template),
+        "mount path"
+    );
+    // The same user and image (the runbook swaps the image for the StatefulSet's own).
+    for key in ["runAsUser", "runAsGroup", "fsGroup"] {
+        assert_eq!(
+            pod["spec"]["securityContext"][key],
+            sts["spec"]["template"]["spec"]["securityContext"][key],
+            "{key}"
+        );
+    }
+    assert_eq!(container["image"], hub["image"]);
+    // The store and paths of the base config.
+    let config = config_env(&base);
+    let env: BTreeMap<String, String> = container["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap().to_string(),
+                e["value"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    for key in ["A2A_STORE", "A2A_DATA_DIR", "A2A_BACKUP_DIR"] {
+        assert_eq!(env.get(key), config.get(key), "{key}");
+    }
+
+    // Traffic: no Service nor the hub's NetworkPolicy selects it; its own denies everything.
+    let labels = &pod["metadata"]["labels"];
+    for svc in kind(&base, "Service") {
+        assert!(
+            !selects(&svc["spec"]["selector"], labels),
+            "Service {} would send traffic to the restore pod",
+            svc["metadata"]["name"]
+        );
+    }
+    for np in kind(&base, "NetworkPolicy") {
+        assert!(!selects(&np["spec"]["podSelector"]["matchLabels"], labels));
+    }
+    let own = named(&docs, "NetworkPolicy", "a2a-mcp-restore");
+    assert!(selects(&own["spec"]["podSelector"]["matchLabels"], labels));
+    assert_eq!(
+        own["spec"]["policyTypes"],
+        serde_json::json!(["Ingress", "Egress"])
+    );
+    assert!(own["spec"]["ingress"].is_null() && own["spec"]["egress"].is_null());
+
+    // The validators.
+    let out = run(
+        Command::new(ops_tool("kubernetes-validate"))
+            .args(["--strict", "--quiet"])
+            .arg(repo(FILE)),
+        None,
+    );
+    assert!(
+        out.ok() && out.all().trim().is_empty(),
+        "kubernetes-validate: {out}"
+    );
+    let (passed, failed, skipped, out) = checkov("kubernetes", &repo(FILE));
+    assert_eq!(failed, 0, "checkov {FILE}: {out}");
+    assert!(passed >= 50, "checkov ran only {passed} checks");
+    for (id, why) in &skipped {
+        assert!(
+            why.len() >= 30,
+            "skip of {id} without a real reason: {why:?}"
+        );
+    }
+
+    // The binary takes the arguments: with no snapshot yet it says where it looked (exit 1,
+    // not a usage error).
+    let dir = tempfile::tempdir().unwrap();
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let out = run(
+        Command::new(BIN)
+            .env_clear()
+            .env("A2A_DATA_DIR", dir.path().join("state"))
+            .env("A2A_BACKUP_DIR", dir.path().join("backups"))
+            .args(&args),
+        None,
+    );
+    assert_eq!(out.code, Some(1), "{out}");
+    assert!(out.stderr.contains("no snapshot in"), "{out}");
 }
 
 // -------------------------------------------------------------------------------------------

@@ -622,3 +622,155 @@ async fn scheduled_backups_run_and_update_metrics() {
         .clone();
     assert!(w["runs"].as_u64().unwrap() >= 2, "{w}");
 }
+
+/// `restore --latest` picks the newest snapshot of the backup directory, and the CLI shows the
+/// verified manifest, the records written and the switch; with no snapshot it says where it
+/// looked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_latest_takes_the_newest_snapshot_and_shows_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = cli(dir.path(), &["backup", "restore", "--latest"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no snapshot in") && err.contains("A2A_BACKUP_DIR"),
+        "{err}"
+    );
+    let out = cli(dir.path(), &["backup", "restore"]);
+    assert_eq!(out.status.code(), Some(2), "a file or --latest is required");
+
+    // Three generations: a (snapshot 1), b (snapshot 2), c (no snapshot).
+    let mut ids = Vec::new();
+    let mut snaps = Vec::new();
+    for (i, name) in ["a", "b", "c"].into_iter().enumerate() {
+        let mut b = TestBinary::serve(dir.path(), &[]).await;
+        let (_, v) = post(
+            &b.rest("/agents/echo/invoke"),
+            json!({"input": echo_input(name, 2, 0), "wait": true}),
+        )
+        .await;
+        ids.push(v["requestId"].as_str().unwrap().to_string());
+        assert!(b.sigterm_and_wait().await.success());
+        if i < 2 {
+            let out = cli(dir.path(), &["backup", "create"]);
+            assert!(out.status.success());
+            snaps.push(String::from_utf8_lossy(&out.stdout).trim().to_string());
+        }
+    }
+    let out = cli(dir.path(), &["backup", "restore", "--latest"]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("the newest snapshot is {}", snaps[1])),
+        "{stderr}"
+    );
+    assert!(stderr.contains("verified: "), "{stderr}");
+    let total = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("verified: "))
+        .and_then(|l| l.split(' ').next())
+        .unwrap()
+        .to_string();
+    assert!(
+        stderr.contains(&format!("{total} of {total} records written (100%)")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("switching to the restored store"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains(&format!("restored {total} records")),
+        "{stdout}"
+    );
+
+    let b = TestBinary::serve(dir.path(), &[]).await;
+    for (id, want) in ids.iter().zip([200, 200, 404]) {
+        assert_eq!(
+            get(&b.rest(&format!("/requests/{id}"))).await.0,
+            want,
+            "{id}"
+        );
+    }
+}
+
+/// The runbook's rollback of a bad upgrade: a store migrated past this binary's schema is
+/// refused by `migrate --status` and by a plain restore (which names `--force`); with the
+/// server stopped, `restore --force` puts the pre-upgrade snapshot back, the server runs on it,
+/// and the newer store is kept untouched for a roll forward.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_restores_over_a_newer_schema_with_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = [("A2A_STORE", "sqlite")];
+    let mut b = TestBinary::serve(dir.path(), &sqlite).await;
+    let (_, v) = post(
+        &b.rest("/agents/echo/invoke"),
+        json!({"input": echo_input("before the upgrade", 2, 0), "wait": true}),
+    )
+    .await;
+    let id = v["requestId"].as_str().unwrap().to_string();
+    assert!(b.sigterm_and_wait().await.success());
+    let out = cli_env(dir.path(), &["backup", "create"], &sqlite);
+    assert!(out.status.success());
+    let snap = String::from_utf8_lossy(&out.stdout).trim().to_string();
+
+    // "The upgrade": a newer binary's migration, recorded in the store.
+    let file = dir.path().join(a2a_mcp::store::sqlite::FILE_NAME);
+    let db = rusqlite::Connection::open(&file).unwrap();
+    db.execute(
+        "INSERT INTO schema_migrations (version, name, applied_at) VALUES (99, 'future', '2099-01-01T00:00:00Z')",
+        [],
+    )
+    .unwrap();
+    drop(db);
+
+    let out = cli_env(dir.path(), &["migrate", "--status"], &sqlite);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("version 99") && err.contains("knows only up to"),
+        "{err}"
+    );
+    let out = cli_env(dir.path(), &["backup", "restore", &snap], &sqlite);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unchanged") && err.contains("--force") && err.contains("version 99"),
+        "{err}"
+    );
+    let out = cli_env(
+        dir.path(),
+        &["backup", "restore", "--force", &snap],
+        &sqlite,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let kept = stdout
+        .split("kept as ")
+        .nth(1)
+        .map(|s| std::path::PathBuf::from(s.trim()))
+        .unwrap_or_else(|| panic!("{stdout}"));
+
+    // This binary runs on the restored store, with the request of before the upgrade.
+    let out = cli_env(dir.path(), &["migrate", "--status"], &sqlite);
+    assert!(out.status.success());
+    let b = TestBinary::serve(dir.path(), &sqlite).await;
+    let (s, v) = get(&b.rest(&format!("/requests/{id}"))).await;
+    assert_eq!((s, v["status"].as_str()), (200, Some("done")), "{v}");
+    drop(b);
+    // The newer store is kept as it was.
+    let db = rusqlite::Connection::open(&kept).unwrap();
+    let newest: i64 = db
+        .query_row("SELECT max(version) FROM schema_migrations", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(newest, 99);
+}
