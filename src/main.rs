@@ -7,6 +7,11 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    // No transparent huge pages: the allocator's arena would otherwise be backed in 2 MiB
+    // units, which costs an idle server several MiB of memory and buys nothing measurable at
+    // this heap size (docs/PERFORMANCE.md). Best effort: older kernels may refuse.
+    #[cfg(target_os = "linux")]
+    let _ = nix::sys::prctl::set_thp_disable(true);
     let cli = a2a_mcp::cli::Cli::parse();
     let code = match a2a_mcp::cli::run(cli) {
         a2a_mcp::cli::Exit::Ok => 0,
