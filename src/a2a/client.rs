@@ -129,6 +129,20 @@ impl HttpClient {
         })
     }
 
+    /// The same client (and connection pool) sending one more header, e.g. the W3C
+    /// `traceparent` of the job making the calls. An invalid value is left out.
+    pub fn with_header(&self, name: &'static str, value: &str) -> HttpClient {
+        let mut headers = (*self.headers).clone();
+        if let Ok(v) = http::HeaderValue::from_str(value) {
+            headers.retain(|(k, _)| k.as_str() != name);
+            headers.push((http::HeaderName::from_static(name), v));
+        }
+        HttpClient {
+            inner: self.inner.clone(),
+            headers: Arc::new(headers),
+        }
+    }
+
     fn request(
         &self,
         method: http::Method,

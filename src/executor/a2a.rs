@@ -141,8 +141,13 @@ impl Executor for A2aExecutor {
             _ = ctx.cancel.cancelled() => return Err(ExecError::Canceled),
             _ = tokio::time::sleep_until(deadline) => return Err(ExecError::Timeout(timeout_ms)),
         };
+        // The remote agent joins the job's trace (W3C trace context).
+        let http = match &ctx.traceparent {
+            Some(tp) => self.http.with_header("traceparent", tp),
+            None => self.http.clone(),
+        };
         let mut remote = RemoteTask {
-            http: self.http.clone(),
+            http: http.clone(),
             peer: peer.clone(),
             id: Arc::new(Mutex::new(None)),
             armed: true,
@@ -150,7 +155,7 @@ impl Executor for A2aExecutor {
         let message = input_to_message(&ctx, &input);
         let mut tracker = Tracker::new(remote.id.clone());
         let result = tokio::select! {
-            r = drive(&self.http, &peer, message, &mut tracker, &out) => r,
+            r = drive(&http, &peer, message, &mut tracker, &out) => r,
             _ = ctx.cancel.cancelled() => {
                 remote.cancel().await;
                 return Err(ExecError::Canceled);

@@ -122,13 +122,13 @@ fn uuid() -> String {
 }
 
 /// A remote A2A agent (tests/python/a2a_remote_agent.py, a2a-sdk server) on a free port.
-struct RemoteAgent {
+pub struct RemoteAgent {
     _child: tokio::process::Child,
-    base: String,
+    pub base: String,
 }
 
 impl RemoteAgent {
-    async fn start(flags: &[&str]) -> RemoteAgent {
+    pub async fn start(flags: &[&str]) -> RemoteAgent {
         let mut child = tokio::process::Command::new(python())
             .arg(repo_dir().join("tests/python/a2a_remote_agent.py"))
             .arg("0")
@@ -156,7 +156,7 @@ impl RemoteAgent {
         }
     }
 
-    fn card_url(&self) -> String {
+    pub fn card_url(&self) -> String {
         format!("{}/.well-known/agent-card.json", self.base)
     }
 
@@ -165,7 +165,7 @@ impl RemoteAgent {
         v.as_array().cloned().unwrap_or_default()
     }
 
-    async fn received(&self) -> Vec<Value> {
+    pub async fn received(&self) -> Vec<Value> {
         let (_, v) = get(&format!("{}/test/received", self.base)).await;
         v.as_array().cloned().unwrap_or_default()
     }

@@ -132,6 +132,31 @@ async fn spans_reach_an_otlp_receiver_with_the_callers_trace_id() {
         names.contains(&"http.request") && names.contains(&"job"),
         "spans in the trace: {names:?}"
     );
+    // A remote A2A agent called by the job joins the same trace (traceparent header).
+    let remote = super::a2a::RemoteAgent::start(&[]).await;
+    let (s, v) = post(
+        &b.rest("/agents"),
+        json!({"id": "remote", "capabilities": [{"name": "echo"}],
+        "executor": {"kind": "a2a", "url": remote.card_url()}}),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let (s, v, _) = http(
+        "POST",
+        &b.rest("/agents/remote/invoke"),
+        Some(json!({"input": {"text": "traced"}, "wait": true})),
+        &[("traceparent", &format!("00-{trace_id}-00f067aa0ba902b8-01"))],
+    )
+    .await;
+    assert_eq!((s, v["status"].as_str()), (200, Some("done")), "{v}");
+    let got_remote = remote.received().await;
+    let tp = got_remote.last().unwrap()["traceparent"]
+        .as_str()
+        .unwrap_or("");
+    assert!(
+        tp.starts_with(&format!("00-{trace_id}-")),
+        "the remote agent was called in the caller's trace: {tp:?}"
+    );
     let job = found.iter().find(|s| s["name"] == "job").unwrap();
     let attrs = job["attributes"].to_string();
     assert!(

@@ -74,6 +74,7 @@ class TestAgent(AgentExecutor):
                 "contextId": context.context_id,
                 "authorization": context.call_context.state.get("headers", {}).get("authorization"),
                 "version": context.call_context.state.get("headers", {}).get("a2a-version"),
+                "traceparent": context.call_context.state.get("headers", {}).get("traceparent"),
             }
         )
         task_id, context_id = context.task_id, context.context_id
