@@ -263,7 +263,8 @@ fn lock(path: &Path) -> StoreResult<File> {
         Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked(format!(
             "the store {} is in use by another a2a-mcp process (embedded stores serve one process); \
              stop that process, talk to it with `a2a-mcp stdio --remote http://HOST:PORT/mcp`, \
-             or point A2A_DATA_DIR elsewhere",
+             or point A2A_DATA_DIR elsewhere; to run several replicas, use A2A_STORE=postgres \
+             (docs/SCALING_GUIDE.md)",
             path.display()
         ))),
         Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Unavailable(format!(

@@ -158,6 +158,10 @@ async fn second_process_on_the_same_store_is_refused_clearly() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("in use by another a2a-mcp process"), "{err}");
+    assert!(
+        err.contains("A2A_STORE=postgres"),
+        "says what to use instead: {err}"
+    );
     // stdio says the same in one line, and nothing on stdout.
     let out = tokio::process::Command::new(BIN)
         .arg("--data-dir")
