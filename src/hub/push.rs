@@ -174,9 +174,12 @@ impl Hub {
         from_start: bool,
     ) -> HubResult<PushConfig> {
         validate(&new)?;
-        if self.inner.store.get_request(task_id).await?.is_none() {
+        let Some(rec) = self.inner.store.get_request(task_id).await? else {
             return Err(request_not_found(task_id));
-        }
+        };
+        // Events of the task go to the URL: only who may act on the task may set one.
+        self.authorize_modify(principal, &rec, "push_configs.write")
+            .await?;
         let start_after = if from_start {
             0
         } else {
@@ -203,13 +206,23 @@ impl Hub {
                     "task {task_id:?} already has {MAX_CONFIGS_PER_TASK} push notification configs; delete one first"
                 )));
             }
+            let audit = self.audit_op(
+                principal,
+                "push_configs.write",
+                task_id,
+                crate::policy::audit::Outcome::Ok,
+                &cfg.url,
+            )?;
             self.inner
                 .store
-                .write(vec![Op::PutAux {
-                    table: Aux::PushConfigs,
-                    key: key(task_id, &id),
-                    value: codec::encode(&cfg)?,
-                }])
+                .write(vec![
+                    Op::PutAux {
+                        table: Aux::PushConfigs,
+                        key: key(task_id, &id),
+                        value: codec::encode(&cfg)?,
+                    },
+                    audit,
+                ])
                 .await?;
         }
         // A replaced config restarts its follower with the new settings.
@@ -268,7 +281,9 @@ impl Hub {
         task_id: &str,
         id: &str,
     ) -> HubResult<()> {
-        self.get_status(principal, task_id).await?;
+        let rec = self.get_status(principal, task_id).await?;
+        self.authorize_modify(principal, &rec, "push_configs.delete")
+            .await?;
         let k = key(task_id, id);
         {
             let _g = self.inner.push.write_lock.lock().await;
@@ -281,12 +296,22 @@ impl Hub {
             {
                 return Err(config_not_found(task_id, id));
             }
+            let audit = self.audit_op(
+                principal,
+                "push_configs.delete",
+                task_id,
+                crate::policy::audit::Outcome::Ok,
+                id,
+            )?;
             self.inner
                 .store
-                .write(vec![Op::DeleteAux {
-                    table: Aux::PushConfigs,
-                    key: k.clone(),
-                }])
+                .write(vec![
+                    Op::DeleteAux {
+                        table: Aux::PushConfigs,
+                        key: k.clone(),
+                    },
+                    audit,
+                ])
                 .await?;
         }
         if let Some((_, t)) = self.inner.push.followers.lock().remove(&k) {

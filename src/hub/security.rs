@@ -354,6 +354,26 @@ impl Hub {
 
     /// Invocation rules beyond the role: the agent's access list, and for agent principals
     /// (and handoffs) the `agent:invoke:<target>` grant.
+    /// The caller may change what happens around this request (push configs): its owner
+    /// (not a viewer), or a role that may cancel every request.
+    pub(crate) async fn authorize_modify(
+        &self,
+        p: &Principal,
+        rec: &RequestRecord,
+        action: &str,
+    ) -> HubResult<()> {
+        if p.kind != PrincipalKind::StreamToken
+            && p.role != Role::Viewer
+            && (rec.principal == p.id || require(p, Action::RequestsCancelAll).is_ok())
+        {
+            return Ok(());
+        }
+        let e = crate::policy::forbidden(p, Action::RequestsCancelAll);
+        self.audit_now(p, action, &rec.id, Outcome::Denied, &e.message)
+            .await;
+        Err(e)
+    }
+
     pub(crate) async fn authorize_invoke(
         &self,
         p: &Principal,

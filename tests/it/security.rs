@@ -1035,6 +1035,37 @@ async fn a2a_surface_enforces_keys_roles_and_ownership() {
     // An admin sees every task.
     let (_, v, _) = a2a(&th, Some(&admin_k), "GetTask", json!({"id": tid})).await;
     assert_eq!(v["result"]["id"], tid.as_str(), "{v}");
+    // Push configs send the task's events away: only who may act on the task sets one.
+    let push = json!({"taskId": tid, "id": "hook", "url": "https://hooks.example.com/a2a"});
+    for who in [&bob, &viewer] {
+        let (_, v, _) = a2a(
+            &th,
+            Some(who),
+            "CreateTaskPushNotificationConfig",
+            push.clone(),
+        )
+        .await;
+        assert_eq!(v["error"]["code"], 40300, "{v}");
+    }
+    let (_, v, _) = a2a(
+        &th,
+        Some(&alice),
+        "CreateTaskPushNotificationConfig",
+        push.clone(),
+    )
+    .await;
+    assert_eq!(v["result"]["id"], "hook", "{v}");
+    let del = json!({"taskId": tid, "id": "hook"});
+    let (_, v, _) = a2a(
+        &th,
+        Some(&bob),
+        "DeleteTaskPushNotificationConfig",
+        del.clone(),
+    )
+    .await;
+    assert_eq!(v["error"]["code"], 40300, "{v}");
+    let (_, v, _) = a2a(&th, Some(&alice), "DeleteTaskPushNotificationConfig", del).await;
+    assert!(v.get("error").is_none(), "{v}");
 
     // The decisions are audited with the A2A surface.
     let (_, audit) = rest(&th, "GET", "/admin/audit?limit=1000", Some(&admin_k), None).await;
@@ -1051,6 +1082,18 @@ async fn a2a_surface_enforces_keys_roles_and_ownership() {
             .any(|e| e["action"] == "invoke" && e["outcome"] == "denied" && e["surface"] == "a2a"),
         "{audit}"
     );
+    for (action, outcome) in [
+        ("push_configs.write", "ok"),
+        ("push_configs.write", "denied"),
+        ("push_configs.delete", "ok"),
+    ] {
+        assert!(
+            entries
+                .iter()
+                .any(|e| e["action"] == action && e["outcome"] == outcome),
+            "{action} {outcome}: {audit}"
+        );
+    }
 
     // The official client authenticates with the key on its HTTP session.
     let out = run_python(
