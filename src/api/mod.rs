@@ -431,3 +431,36 @@ pub fn duration_param(field: &str, v: &Option<String>) -> HubResult<Option<Durat
         }),
     }
 }
+
+/// Counts one open SSE stream in `a2a_sse_clients` while it is alive.
+pub struct SseClient(());
+
+impl SseClient {
+    pub fn open() -> Self {
+        crate::metrics::SSE_CLIENTS.inc();
+        SseClient(())
+    }
+}
+
+impl Drop for SseClient {
+    fn drop(&mut self) {
+        crate::metrics::SSE_CLIENTS.dec();
+    }
+}
+
+/// An SSE response fed by `rx` (a task sends the events: warp needs a `Sync` stream, which
+/// the hub's event stream is not), with keep-alives and proxy buffering off.
+pub fn sse_reply(rx: tokio::sync::mpsc::Receiver<warp::sse::Event>) -> warp::reply::Response {
+    use futures_util::StreamExt;
+    use warp::Reply;
+    let s = tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<_, std::convert::Infallible>);
+    let mut resp = warp::sse::reply(
+        warp::sse::keep_alive()
+            .interval(Duration::from_secs(15))
+            .stream(s),
+    )
+    .into_response();
+    resp.headers_mut()
+        .insert("x-accel-buffering", http::HeaderValue::from_static("no"));
+    resp
+}

@@ -7,18 +7,16 @@
 //! `GET /api/v1/requests/{id}/events` (`Last-Event-ID` or `?after=` to resume).
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::StreamExt;
 use http::StatusCode;
 use serde::Deserialize;
 
 use serde_json::{Map, Value, json};
+use warp::Filter;
 use warp::filters::BoxedFilter;
-use warp::{Filter, Reply};
 
 use super::{
     ApiContext, ReqCtx, agent_view, error_response, invocation_view, json_response, parse_body,
@@ -26,7 +24,6 @@ use super::{
 };
 use crate::error::{ErrorCode, HubError, HubResult};
 use crate::hub::{HandoffArgs, InvokeArgs};
-use crate::metrics;
 use crate::model::{AgentSpec, Principal, RequestState};
 use crate::store::RequestFilter;
 
@@ -541,13 +538,11 @@ async fn sse(
         Ok(s) => s,
         Err(e) => return error_response(&e),
     };
-    metrics::SSE_CLIENTS.inc();
-    // A task follows the request; the response streams from its channel (warp needs a
-    // Sync stream, which the hub's event stream is not).
+    let client = super::SseClient::open();
     let (tx, rx) = tokio::sync::mpsc::channel::<warp::sse::Event>(64);
     tokio::spawn(async move {
         let _slot = slot;
-        let _guard = SseGuard;
+        let _client = client;
         let mut events = events;
         while let Some(item) = events.next().await {
             let (ev, last) = match item {
@@ -570,21 +565,5 @@ async fn sse(
             }
         }
     });
-    let s = tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<_, Infallible>);
-    let mut resp = warp::sse::reply(
-        warp::sse::keep_alive()
-            .interval(Duration::from_secs(15))
-            .stream(s),
-    )
-    .into_response();
-    resp.headers_mut()
-        .insert("x-accel-buffering", http::HeaderValue::from_static("no"));
-    resp
-}
-
-struct SseGuard;
-impl Drop for SseGuard {
-    fn drop(&mut self) {
-        metrics::SSE_CLIENTS.dec();
-    }
+    super::sse_reply(rx)
 }

@@ -340,22 +340,13 @@ impl Hub {
         p: &Principal,
         rec: &RequestRecord,
     ) -> HubResult<()> {
-        if p.kind != PrincipalKind::StreamToken
-            && p.role != Role::Viewer
-            && (rec.principal == p.id || require(p, Action::RequestsCancelAll).is_ok())
-        {
-            return Ok(());
-        }
-        let e = crate::policy::forbidden(p, Action::RequestsCancelAll);
-        self.audit_now(p, "requests.cancel", &rec.id, Outcome::Denied, &e.message)
-            .await;
-        Err(e)
+        self.authorize_modify(p, rec, "requests.cancel").await
     }
 
     /// Invocation rules beyond the role: the agent's access list, and for agent principals
     /// (and handoffs) the `agent:invoke:<target>` grant.
-    /// The caller may change what happens around this request (push configs): its owner
-    /// (not a viewer), or a role that may cancel every request.
+    /// The caller may act on this request (cancel it, set its push configs): its owner (not
+    /// a viewer), or a role that may cancel every request. A denial is audited as `action`.
     pub(crate) async fn authorize_modify(
         &self,
         p: &Principal,
@@ -510,13 +501,19 @@ impl Hub {
         let (token, rec) =
             keys::generate(role, label, expires_at, &p.id, now).map_err(HubError::internal)?;
         let audit = self.audit_op(p, "keys.create", &rec.id, Outcome::Ok, role.as_str())?;
+        self.put_key(&rec, audit).await?;
+        Ok((token, rec))
+    }
+
+    /// Stores a key record with its audit entry (one commit) and updates the cache.
+    async fn put_key(&self, rec: &ApiKeyRecord, audit: Op) -> HubResult<()> {
         self.inner
             .store
             .write(vec![
                 Op::PutAux {
                     table: Aux::ApiKeys,
                     key: rec.hash.clone(),
-                    value: encode(&rec)?,
+                    value: encode(rec)?,
                 },
                 audit,
             ])
@@ -525,7 +522,7 @@ impl Hub {
             .keys
             .write()
             .insert(rec.hash.clone(), rec.clone());
-        Ok((token, rec))
+        Ok(())
     }
 
     pub async fn list_keys(&self, p: &Principal) -> HubResult<Vec<ApiKeyRecord>> {
@@ -555,21 +552,7 @@ impl Hub {
         if rec.revoked_at.is_none() {
             rec.revoked_at = Some(now_ms());
             let audit = self.audit_op(p, "keys.revoke", id, Outcome::Ok, "")?;
-            self.inner
-                .store
-                .write(vec![
-                    Op::PutAux {
-                        table: Aux::ApiKeys,
-                        key: rec.hash.clone(),
-                        value: encode(&rec)?,
-                    },
-                    audit,
-                ])
-                .await?;
-            self.sec()
-                .keys
-                .write()
-                .insert(rec.hash.clone(), rec.clone());
+            self.put_key(&rec, audit).await?;
         }
         Ok(rec)
     }

@@ -23,16 +23,13 @@ mod send;
 mod tasks;
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use warp::Filter;
 use warp::filters::BoxedFilter;
-use warp::{Filter, Reply};
 
 use self::jsonrpc::RpcError;
 use super::{ApiContext, ReqCtx, SubscriberSlot, error_response, json_response};
@@ -436,8 +433,7 @@ fn sse(ctx: &ApiContext, version: Version, id: Value, plan: StreamPlan) -> Resp 
             slot,
         } = plan;
         let _slot = slot;
-        metrics::SSE_CLIENTS.inc();
-        let _guard = SseGuard;
+        let _client = super::SseClient::open();
         let shape = |sr: Value| match version {
             Version::V10 => sr,
             Version::V03 => v03::stream_response_to_v03(&sr),
@@ -489,21 +485,5 @@ fn sse(ctx: &ApiContext, version: Version, id: Value, plan: StreamPlan) -> Resp 
             }
         }
     });
-    let s = tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<_, Infallible>);
-    let mut resp = warp::sse::reply(
-        warp::sse::keep_alive()
-            .interval(Duration::from_secs(15))
-            .stream(s),
-    )
-    .into_response();
-    resp.headers_mut()
-        .insert("x-accel-buffering", http::HeaderValue::from_static("no"));
-    resp
-}
-
-struct SseGuard;
-impl Drop for SseGuard {
-    fn drop(&mut self) {
-        metrics::SSE_CLIENTS.dec();
-    }
+    super::sse_reply(rx)
 }
