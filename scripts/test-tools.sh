@@ -18,7 +18,7 @@ if ! stamp_ok python "$PY_PINS"; then
   echo "test-tools: installing Python clients ($PY_PINS)" >&2
   rm -rf "$TOOLS/venv"
   python3 -m venv "$TOOLS/venv"
-  "$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check $PY_PINS
+  "$TOOLS/venv/bin/pip" install --quiet --no-cache-dir --disable-pip-version-check $PY_PINS
   echo "$PY_PINS" > "$TOOLS/python.stamp"
 fi
 

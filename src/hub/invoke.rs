@@ -17,7 +17,7 @@ use crate::error::{ErrorCode, HubError, HubResult};
 use crate::metrics;
 use crate::model::{IdempotencyRecord, Principal, RequestRecord, RequestState, new_id, now_ms};
 use crate::policy::audit::Outcome;
-use crate::store::Op;
+use crate::store::{Op, StoreError};
 
 /// Arguments of [`Hub::invoke`].
 #[derive(Debug, Clone, Default)]
@@ -213,18 +213,9 @@ impl Hub {
         };
         let now = now_ms();
         if let Some((_, scope, args_hash)) = &idem
-            && let Some(existing) = self.inner.store.get_idempotency(scope).await?
-            && existing.expires_at > now
+            && let Some(rec) = self.remembered(scope, args_hash, now).await?
         {
-            if &existing.args_hash != args_hash {
-                return Err(HubError::new(
-                    ErrorCode::IdempotencyConflict,
-                    "this idempotencyKey was already used with different arguments; use a new key for a different invocation",
-                ));
-            }
-            if let Some(rec) = self.inner.store.get_request(&existing.request_id).await? {
-                return Ok(rec);
-            }
+            return Ok(rec);
         }
 
         // Admission: a slot in the bounded queue, taken before anything is written.
@@ -259,16 +250,26 @@ impl Hub {
             &format!("{}/{}", rec.agent_id, rec.capability),
         )?;
         let mut ops = vec![Op::PutRequest(rec.clone()), audit];
-        if let Some((_, scope, args_hash)) = idem {
-            ops.push(Op::PutIdempotency(IdempotencyRecord {
-                scope,
-                request_id: rec.id.clone(),
-                args_hash,
-                expires_at: now + self.inner.cfg.idempotency_ttl.as_millis() as i64,
-            }));
+        if let Some((_, scope, args_hash)) = &idem {
+            ops.push(Op::ClaimIdempotency {
+                record: IdempotencyRecord {
+                    scope: scope.clone(),
+                    request_id: rec.id.clone(),
+                    args_hash: args_hash.clone(),
+                    expires_at: now + self.inner.cfg.idempotency_ttl.as_millis() as i64,
+                },
+                now,
+            });
         }
         if let Err(e) = self.inner.store.write(ops).await {
             self.inner.sched.lock().unreserve();
+            // Another replica of a shared store claimed the key first: its request is the
+            // answer (nothing of ours was written).
+            if let (StoreError::Conflict(_), Some((_, scope, args_hash))) = (&e, &idem)
+                && let Some(winner) = self.remembered(scope, args_hash, now).await?
+            {
+                return Ok(winner);
+            }
             return Err(e.into());
         }
         metrics::REQUESTS_CREATED
@@ -278,6 +279,38 @@ impl Hub {
         tracing::debug!(request_id = %rec.id, agent = %rec.agent_id, capability = %rec.capability,
             key_id = principal.key_id.as_deref().unwrap_or(""), "request accepted");
         self.enqueue(rec.clone(), 1, true, traceparent);
+        Ok(rec)
+    }
+
+    /// The request an idempotency scope still remembers: `None` when the key is new (or its
+    /// record expired), an error when it was used with other arguments.
+    async fn remembered(
+        &self,
+        scope: &str,
+        args_hash: &str,
+        now: i64,
+    ) -> HubResult<Option<RequestRecord>> {
+        let Some(existing) = self.inner.store.get_idempotency(scope).await? else {
+            return Ok(None);
+        };
+        if existing.expires_at <= now {
+            return Ok(None);
+        }
+        if existing.args_hash != args_hash {
+            return Err(HubError::new(
+                ErrorCode::IdempotencyConflict,
+                "this idempotencyKey was already used with different arguments; use a new key for a different invocation",
+            ));
+        }
+        let rec = self.inner.store.get_request(&existing.request_id).await?;
+        if rec.is_none() {
+            // Its request is gone (deleted, or swept by a retention shorter than the key's
+            // time to live): the key is free again.
+            self.inner
+                .store
+                .write(vec![Op::DeleteIdempotency(scope.to_string())])
+                .await?;
+        }
         Ok(rec)
     }
 

@@ -92,38 +92,37 @@ impl GroupCommitter {
                     }
                     last_waiters = pending.len();
                     let mut ops = Vec::with_capacity(n_ops);
+                    // Each waiter and where its ops end in the merged batch.
                     let mut waiters = Vec::with_capacity(pending.len());
                     let mut close = None;
                     for m in pending.drain(..) {
                         match m {
                             Msg::Write(batch, done) => {
                                 ops.extend(batch);
-                                waiters.push(done);
+                                waiters.push((ops.len(), done));
                             }
                             Msg::Close(done) => close = Some(done),
                         }
                     }
                     if !ops.is_empty() {
-                        let started = Instant::now();
-                        let result = writer.apply(&ops);
-                        metrics::STORE_COMMIT_SECONDS
-                            .with_label_values(&[backend])
-                            .observe(started.elapsed().as_secs_f64());
-                        metrics::STORE_COMMIT_OPS
-                            .with_label_values(&[backend])
-                            .observe(ops.len() as f64);
-                        match result {
+                        match commit(&mut writer, backend, &ops) {
                             Ok(()) => {
-                                for w in waiters {
+                                for (_, w) in waiters {
                                     let _ = w.send(Ok(()));
                                 }
                             }
+                            // A conditional op of one writer failed: the others' batches
+                            // are fine, so commit each batch alone and answer each.
+                            Err(StoreError::Conflict(_)) if waiters.len() > 1 => {
+                                let mut start = 0;
+                                for (end, w) in waiters {
+                                    let _ = w.send(commit(&mut writer, backend, &ops[start..end]));
+                                    start = end;
+                                }
+                            }
                             Err(e) => {
-                                metrics::STORE_ERRORS.with_label_values(&[backend]).inc();
-                                let msg = e.to_string();
-                                tracing::error!(backend, "commit failed: {msg}");
-                                for w in waiters {
-                                    let _ = w.send(Err(StoreError::Unavailable(msg.clone())));
+                                for (_, w) in waiters {
+                                    let _ = w.send(Err(e.clone()));
                                 }
                             }
                         }
@@ -183,6 +182,29 @@ impl Drop for GroupCommitter {
         drop(self.tx.lock().take());
         if let Some(t) = self.thread.lock().take() {
             let _ = t.join();
+        }
+    }
+}
+
+/// Applies one batch, records its metrics, and turns failures other than a conflict into
+/// `Unavailable` (a write that failed for any other reason is the store's fault).
+fn commit<W: BatchWriter>(writer: &mut W, backend: &'static str, ops: &[Op]) -> StoreResult<()> {
+    let started = Instant::now();
+    let result = writer.apply(ops);
+    metrics::STORE_COMMIT_SECONDS
+        .with_label_values(&[backend])
+        .observe(started.elapsed().as_secs_f64());
+    metrics::STORE_COMMIT_OPS
+        .with_label_values(&[backend])
+        .observe(ops.len() as f64);
+    match result {
+        Ok(()) => Ok(()),
+        Err(e @ StoreError::Conflict(_)) => Err(e),
+        Err(e) => {
+            metrics::STORE_ERRORS.with_label_values(&[backend]).inc();
+            let msg = e.to_string();
+            tracing::error!(backend, "commit failed: {msg}");
+            Err(StoreError::Unavailable(msg))
         }
     }
 }

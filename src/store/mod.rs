@@ -34,7 +34,7 @@ use crate::model::{
     AgentRecord, Event, IdempotencyRecord, RequestRecord, RequestState, SessionRecord,
 };
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The store cannot be reached or written (disk full, database away, ...).
     #[error("store unavailable: {0}")]
@@ -48,11 +48,22 @@ pub enum StoreError {
     /// The store was written by a newer version of the program.
     #[error("{0}")]
     TooNew(String),
+    /// A conditional write found its condition false (e.g. [`Op::ClaimIdempotency`] on a key
+    /// another writer holds); nothing of the batch was written.
+    #[error("write conflict: {0}")]
+    Conflict(String),
     #[error("store error: {0}")]
     Other(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The error of an [`Op::ClaimIdempotency`] that found a live record.
+pub fn idempotency_taken(scope: &str) -> StoreError {
+    StoreError::Conflict(format!(
+        "idempotency scope {scope} is held by another request"
+    ))
+}
 
 /// Auxiliary tables: records the store keeps as opaque bytes under a string key (encoded by
 /// their owners with [`codec`]). Keys are ordered byte-wise, so time-ordered ids scan in order.
@@ -140,7 +151,16 @@ pub enum Op {
     /// Delete a request, its events and its index entries.
     DeleteRequest(String),
     AppendEvent(Event),
+    /// Insert or replace an idempotency record unconditionally (restores, migrations).
     PutIdempotency(IdempotencyRecord),
+    /// Insert an idempotency record unless its scope holds one still live at `now`
+    /// (`expires_at > now`); then the whole batch fails with [`StoreError::Conflict`] and
+    /// none of it is written. What an invocation writes, so that two writers racing on one
+    /// key (two replicas of a shared store) cannot both create a request for it.
+    ClaimIdempotency {
+        record: IdempotencyRecord,
+        now: i64,
+    },
     DeleteIdempotency(String),
     PutAux {
         table: Aux,

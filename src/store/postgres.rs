@@ -73,6 +73,12 @@ fn describe(e: &tokio_postgres::Error) -> String {
 
 fn pg_err(e: tokio_postgres::Error) -> StoreError {
     match e.code() {
+        // Raised by idempotency_taken() (migration 0003): the key is held by another writer.
+        Some(code) if code.code() == "A2A02" => StoreError::Conflict(format!(
+            "postgres: {}",
+            e.as_db_error()
+                .map_or_else(|| describe(&e), |d| d.message().to_string())
+        )),
         Some(code) => {
             let c = code.code();
             let transient = c.starts_with("08") // connection exception
@@ -112,19 +118,6 @@ fn corrupt(table: &'static str, detail: impl Into<String>) -> StoreError {
     StoreError::Corrupt {
         table,
         detail: detail.into(),
-    }
-}
-
-fn same_error(e: &StoreError) -> StoreError {
-    match e {
-        StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
-        StoreError::Corrupt { table, detail } => StoreError::Corrupt {
-            table,
-            detail: detail.clone(),
-        },
-        StoreError::Locked(m) => StoreError::Locked(m.clone()),
-        StoreError::TooNew(m) => StoreError::TooNew(m.clone()),
-        StoreError::Other(m) => StoreError::Other(m.clone()),
     }
 }
 
@@ -534,8 +527,9 @@ const PUT_IDEM: usize = 7;
 const DELETE_IDEM: usize = 8;
 const PUT_AUX: usize = 9;
 const DELETE_AUX: usize = 10;
+const CLAIM_IDEM: usize = 11;
 
-const WRITE_SQL: [&str; 11] = [
+const WRITE_SQL: [&str; 12] = [
     "INSERT INTO agents (id, spec, source, removed, updated_at) VALUES ($1, $2, $3, $4, $5) \
      ON CONFLICT (id) DO UPDATE SET spec = EXCLUDED.spec, source = EXCLUDED.source, \
      removed = EXCLUDED.removed, updated_at = EXCLUDED.updated_at",
@@ -572,6 +566,13 @@ const WRITE_SQL: [&str; 11] = [
     "INSERT INTO aux (tbl, key, value) VALUES ($1, $2, $3) \
      ON CONFLICT (tbl, key) DO UPDATE SET value = EXCLUDED.value",
     "DELETE FROM aux WHERE tbl = $1 AND key = $2",
+    // A live record of another writer fails the whole commit (idempotency_taken(), SQLSTATE
+    // A2A02); an expired one is replaced.
+    "INSERT INTO idempotency (scope, request_id, args_hash, expires_at) VALUES ($1, $2, $3, $4) \
+     ON CONFLICT (scope) DO UPDATE SET request_id = EXCLUDED.request_id, \
+     args_hash = EXCLUDED.args_hash, expires_at = EXCLUDED.expires_at \
+     WHERE CASE WHEN idempotency.expires_at <= $5 THEN true \
+     ELSE idempotency_taken(idempotency.scope) END",
 ];
 
 type Param<'a> = Box<dyn ToSql + Sync + Send + 'a>;
@@ -683,6 +684,16 @@ fn op_statements<'a>(
                 t(&r.request_id),
                 t(&r.args_hash),
                 Box::new(r.expires_at),
+            ],
+        )),
+        Op::ClaimIdempotency { record: r, now } => out.push((
+            CLAIM_IDEM,
+            vec![
+                t(&r.scope),
+                t(&r.request_id),
+                t(&r.args_hash),
+                Box::new(r.expires_at),
+                Box::new(*now),
             ],
         )),
         Op::DeleteIdempotency(scope) => out.push((DELETE_IDEM, vec![t(scope)])),
@@ -825,7 +836,7 @@ async fn commit_loop(
                     count_error();
                     tracing::error!(backend = BACKEND, "commit failed: {e}");
                     for (_, done) in writes {
-                        let _ = done.send(Err(same_error(&e)));
+                        let _ = done.send(Err(e.clone()));
                     }
                 }
             }

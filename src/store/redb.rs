@@ -19,7 +19,9 @@ use redb::{
 
 use super::codec::{decode, decode_json, encode, encode_json};
 use super::group_commit::{BatchWriter, GroupCommitter};
-use super::{Aux, Op, Record, RequestFilter, Store, StoreCounts, StoreError, StoreResult};
+use super::{
+    Aux, Op, Record, RequestFilter, Store, StoreCounts, StoreError, StoreResult, idempotency_taken,
+};
 use crate::model::{AgentRecord, Event, IdempotencyRecord, RequestRecord, SessionRecord};
 
 /// Schema version of the redb layout. Bump with a migration when tables change.
@@ -57,7 +59,8 @@ impl BatchWriter for Writer {
     fn apply(&mut self, ops: &[Op]) -> StoreResult<()> {
         let mut txn = self.db.begin_write().map_err(io)?;
         txn.set_durability(Durability::Immediate).map_err(io)?;
-        {
+        // Any failure (a conflict of a conditional op included) aborts the whole batch.
+        let written = (|| -> StoreResult<()> {
             let mut agents = txn.open_table(AGENTS).map_err(io)?;
             let mut sessions = txn.open_table(SESSIONS).map_err(io)?;
             let mut requests = txn.open_table(REQUESTS).map_err(io)?;
@@ -136,12 +139,17 @@ impl BatchWriter for Writer {
                             .insert((ev.request_id.as_str(), ev.seq), encode(ev)?.as_slice())
                             .map_err(io)?;
                     }
-                    Op::PutIdempotency(rec) => {
+                    Op::PutIdempotency(rec) | Op::ClaimIdempotency { record: rec, .. } => {
                         let old: Option<IdempotencyRecord> =
                             match idem.get(rec.scope.as_str()).map_err(io)? {
                                 Some(v) => Some(decode("idempotency", v.value())?),
                                 None => None,
                             };
+                        if let Op::ClaimIdempotency { now, .. } = op
+                            && old.as_ref().is_some_and(|o| o.expires_at > *now)
+                        {
+                            return Err(idempotency_taken(&rec.scope));
+                        }
                         if let Some(old) = old {
                             idem_exp
                                 .remove((old.expires_at, old.scope.as_str()))
@@ -174,6 +182,11 @@ impl BatchWriter for Writer {
                     }
                 }
             }
+            Ok(())
+        })();
+        if let Err(e) = written {
+            let _ = txn.abort();
+            return Err(e);
         }
         txn.commit().map_err(io)
     }

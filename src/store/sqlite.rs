@@ -24,7 +24,9 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavio
 
 use super::group_commit::{BatchWriter, GroupCommitter};
 use super::migrations::{self, Applied, Mode, Report};
-use super::{Aux, Op, Record, RequestFilter, Store, StoreCounts, StoreError, StoreResult};
+use super::{
+    Aux, Op, Record, RequestFilter, Store, StoreCounts, StoreError, StoreResult, idempotency_taken,
+};
 use crate::model::{
     AgentRecord, AgentSource, Event, EventKind, IdempotencyRecord, RequestRecord, RequestState,
     SessionRecord,
@@ -483,6 +485,11 @@ const PUT_EVENT: &str = "INSERT INTO events (request_id, seq, ts, kind, data) VA
 const PUT_IDEM: &str = "INSERT INTO idempotency (scope, request_id, args_hash, expires_at) \
      VALUES (?1, ?2, ?3, ?4) ON CONFLICT (scope) DO UPDATE SET request_id = excluded.request_id, \
      args_hash = excluded.args_hash, expires_at = excluded.expires_at";
+/// Inserts, or replaces an expired record; a live one is left alone (0 rows changed).
+const CLAIM_IDEM: &str = "INSERT INTO idempotency (scope, request_id, args_hash, expires_at) \
+     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (scope) DO UPDATE SET request_id = excluded.request_id, \
+     args_hash = excluded.args_hash, expires_at = excluded.expires_at \
+     WHERE idempotency.expires_at <= ?5";
 const PUT_AUX: &str = "INSERT INTO aux (tbl, key, value) VALUES (?1, ?2, ?3) \
      ON CONFLICT (tbl, key) DO UPDATE SET value = excluded.value";
 
@@ -559,6 +566,23 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: &Op) -> StoreResult<()> {
             PUT_IDEM,
             &[&rec.scope, &rec.request_id, &rec.args_hash, &rec.expires_at],
         ),
+        Op::ClaimIdempotency { record: rec, now } => {
+            let changed = tx
+                .prepare_cached(CLAIM_IDEM)
+                .map_err(io)?
+                .execute(params![
+                    rec.scope,
+                    rec.request_id,
+                    rec.args_hash,
+                    rec.expires_at,
+                    now
+                ])
+                .map_err(io)?;
+            if changed == 0 {
+                return Err(idempotency_taken(&rec.scope));
+            }
+            Ok(())
+        }
         Op::DeleteIdempotency(scope) => exec("DELETE FROM idempotency WHERE scope = ?1", &[scope]),
         Op::PutAux { table, key, value } => exec(PUT_AUX, &[&table.name(), key, value]),
         Op::DeleteAux { table, key } => exec(

@@ -179,6 +179,54 @@ async fn work_is_shared(redis: Option<String>) {
     let (events, _) = ws_read_all(&mut sock).await;
     assert_complete_stream(&events, "canceled");
 
+    // One idempotency key sent to both replicas at the same moment (a client retrying
+    // through a load balancer) creates one request: every answer names the same one.
+    for round in 0..8 {
+        let key = format!("retry-{round}");
+        let body = json!({"input": echo_input("once", 1, 0), "idempotencyKey": key});
+        let (url_a, url_b) = (
+            c.a.rest("/agents/echo/invoke"),
+            c.b.rest("/agents/echo/invoke"),
+        );
+        let send = |u: &String| {
+            let (u, body) = (u.clone(), body.clone());
+            async move { post(&u, body).await }
+        };
+        let answers = tokio::join!(
+            send(&url_a),
+            send(&url_b),
+            send(&url_a),
+            send(&url_b),
+            send(&url_a),
+            send(&url_b)
+        );
+        let answers = [
+            answers.0, answers.1, answers.2, answers.3, answers.4, answers.5,
+        ];
+        let ids: Vec<&str> = answers
+            .iter()
+            .map(|(s, v)| {
+                assert_eq!(*s, 202, "{v}");
+                v["requestId"].as_str().unwrap()
+            })
+            .collect();
+        assert!(
+            ids.iter().all(|i| *i == ids[0]),
+            "round {round}: one key, several requests: {ids:?}"
+        );
+    }
+    // The same key with other arguments, on the other replica, is refused.
+    let (s, v) = post(
+        &c.b.rest("/agents/echo/invoke"),
+        json!({"input": echo_input("different", 1, 0), "idempotencyKey": "retry-0"}),
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (409, Some("idempotency_conflict")),
+        "{v}"
+    );
+
     // An agent deployed on A becomes invocable on B.
     let (s, v) = post(
         &c.a.rest("/agents"),

@@ -376,6 +376,104 @@ pub async fn idempotency_records(b: &dyn Backend) {
     assert_eq!(s.counts().await.unwrap().idempotency_keys, 1);
 }
 
+/// A claim inserts a key unless a live record holds it; a conflict fails the whole batch
+/// (the request written with it is not stored) and leaves other writers' batches alone.
+pub async fn idempotency_claims_are_exclusive(b: &dyn Backend) {
+    let s = b.fresh().await;
+    let claim = |req: &str, exp: i64, now: i64| Op::ClaimIdempotency {
+        record: IdempotencyRecord {
+            scope: "k".into(),
+            request_id: req.into(),
+            args_hash: "h".into(),
+            expires_at: exp,
+        },
+        now,
+    };
+    let req = |id: &str| Op::PutRequest(request(id, RequestState::Queued, None, "a"));
+    s.write(vec![req("first"), claim("first", 1000, 10)])
+        .await
+        .unwrap();
+    let lost = s
+        .write(vec![req("second"), claim("second", 2000, 500)])
+        .await;
+    assert!(
+        matches!(lost, Err(StoreError::Conflict(_))),
+        "a live key must not be claimed twice: {lost:?}"
+    );
+    assert!(s.get_request("second").await.unwrap().is_none());
+    assert_eq!(
+        s.get_idempotency("k").await.unwrap().unwrap().request_id,
+        "first"
+    );
+    // Expired (expires_at <= now): the next claim replaces it, in the expiry index too.
+    s.write(vec![req("third"), claim("third", 3000, 1000)])
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_idempotency("k").await.unwrap().unwrap().request_id,
+        "third"
+    );
+    assert!(s.expired_idempotency(2999, 10).await.unwrap().is_empty());
+
+    // Racing writers on one fresh key, merged into group commits or not: exactly one wins,
+    // every loser's request is absent, and unrelated writes in between all land.
+    let mut tasks = Vec::new();
+    for w in 0..16 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let id = format!("race{w:02}");
+            let op = Op::ClaimIdempotency {
+                record: IdempotencyRecord {
+                    scope: "race".into(),
+                    request_id: id.clone(),
+                    args_hash: "h".into(),
+                    expires_at: i64::MAX,
+                },
+                now: 0,
+            };
+            let plain = Op::PutRequest(request(
+                &format!("plain{w:02}"),
+                RequestState::Queued,
+                None,
+                "a",
+            ));
+            let (claimed, other) = tokio::join!(
+                s.write(vec![
+                    Op::PutRequest(request(&id, RequestState::Queued, None, "a")),
+                    op
+                ]),
+                s.write(vec![plain]),
+            );
+            other.unwrap();
+            match claimed {
+                Ok(()) => Some(id),
+                Err(StoreError::Conflict(_)) => None,
+                Err(e) => panic!("a racing claim failed with {e}"),
+            }
+        }));
+    }
+    let mut winners = Vec::new();
+    for t in tasks {
+        winners.extend(t.await.unwrap());
+    }
+    assert_eq!(winners.len(), 1, "exactly one claim wins: {winners:?}");
+    let stored = s.get_idempotency("race").await.unwrap().unwrap();
+    assert_eq!(stored.request_id, winners[0]);
+    for w in 0..16 {
+        let id = format!("race{w:02}");
+        assert_eq!(
+            s.get_request(&id).await.unwrap().is_some(),
+            id == winners[0]
+        );
+        assert!(
+            s.get_request(&format!("plain{w:02}"))
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
+}
+
 pub async fn concurrent_writers_all_land(b: &dyn Backend) {
     let s = b.fresh().await;
     let mut tasks = Vec::new();
@@ -561,6 +659,7 @@ macro_rules! conformance_suite {
             check!(events_in_order_and_isolated);
             check!(delete_request_removes_everything);
             check!(idempotency_records);
+            check!(idempotency_claims_are_exclusive);
             check!(concurrent_writers_all_land);
             check!(data_survives_reopen);
             check!(closed_store_refuses_writes);

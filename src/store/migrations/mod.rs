@@ -39,6 +39,11 @@ pub const POSTGRES: &[Migration] = &[
         name: "cluster",
         sql: include_str!("postgres/0002_cluster.sql"),
     },
+    Migration {
+        version: 3,
+        name: "idempotency_claim",
+        sql: include_str!("postgres/0003_idempotency_claim.sql"),
+    },
 ];
 
 /// The newest version in a list (0 for an empty list).
