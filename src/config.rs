@@ -298,6 +298,8 @@ pub const SETTINGS: &[Setting] = &[
        "WebSocket/SSE subscriptions one credential may hold at once."),
     s!("audit_retention", ["A2A_AUDIT_RETENTION"], "90d",
        "How long audit log entries are kept."),
+    s!("push_allowed_networks", ["A2A_PUSH_ALLOWED_NETWORKS"], "",
+       "Internal networks A2A push webhooks may reach, comma-separated CIDRs or addresses (e.g. `10.0.0.0/8`). By default webhooks must resolve to public addresses: loopback, private, link-local (cloud metadata), CGNAT and other special ranges are refused."),
     s!("runtime_process_agents", ["A2A_RUNTIME_PROCESS_AGENTS"], "admin",
        "Who may deploy or change `process` agents (which run commands on this host) at run time: `admin`, `operator`, or `off` (catalog files only)."),
     s!("agent_callbacks", ["A2A_AGENT_CALLBACKS"], "true",
@@ -431,6 +433,8 @@ pub struct Config {
     pub otel_export_interval: Duration,
     pub max_streams_per_key: usize,
     pub audit_retention: Duration,
+    /// Internal networks push webhooks may reach (`crate::egress`).
+    pub push_allowed_networks: Vec<ipnet::IpNet>,
     pub agent_callbacks: bool,
     /// Lowest role that may deploy process agents at run time (`None`: nobody).
     pub runtime_process_agents: Option<crate::model::Role>,
@@ -719,6 +723,15 @@ impl Config {
             otel_export_interval: raw.duration("otel_export_interval")?,
             max_streams_per_key: raw.positive("max_streams_per_key")?,
             audit_retention: raw.duration("audit_retention")?,
+            push_allowed_networks: crate::egress::parse_networks(
+                &raw.list("push_allowed_networks"),
+            )
+            .map_err(|e| {
+                raw.err(
+                    "push_allowed_networks",
+                    &format!("CIDR networks or addresses ({e})"),
+                )
+            })?,
             agent_callbacks: raw.bool("agent_callbacks")?,
             runtime_process_agents: match raw.get("runtime_process_agents").0.trim() {
                 "admin" | "" => Some(crate::model::Role::Admin),

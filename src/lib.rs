@@ -13,6 +13,7 @@ pub mod cli;
 #[cfg(feature = "redis")]
 pub mod cluster;
 pub mod config;
+pub mod egress;
 pub mod error;
 pub mod executor;
 pub mod hub;

@@ -23,6 +23,7 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 
 use super::{Method, VERSION_HEADER, Version, v03};
+use crate::egress::{EgressPolicy, GuardedResolver};
 
 /// Largest JSON answer read from a peer.
 const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
@@ -49,7 +50,10 @@ pub enum ClientError {
     Protocol(String),
 }
 
-type Inner = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+/// The connector of every outgoing client: TLS over TCP, names resolved by the system
+/// resolver through the egress guard (which only filters when given a policy).
+pub type Connector = HttpsConnector<HttpConnector<GuardedResolver>>;
+type Inner = Client<Connector, Full<Bytes>>;
 
 /// The TLS configuration every client shares: ring, safe defaults, system roots (loaded once).
 static TLS: LazyLock<Result<rustls::ClientConfig, String>> = LazyLock::new(|| {
@@ -74,12 +78,18 @@ static TLS: LazyLock<Result<rustls::ClientConfig, String>> = LazyLock::new(|| {
 /// A connector for `http://` and `https://` (rustls, ring, the system's roots and
 /// `SSL_CERT_FILE`/`SSL_CERT_DIR`), with a bounded connect time. Shared by every outgoing
 /// client of the process (A2A peers, webhooks, the CLI talking to a running server).
-pub fn https_connector() -> Result<HttpsConnector<HttpConnector>, String> {
+pub fn https_connector() -> Result<Connector, String> {
+    guarded_connector(None)
+}
+
+/// [`https_connector`] whose host names may only resolve to addresses `policy` permits
+/// (push webhooks, [`crate::egress`]); `None` permits every address.
+pub fn guarded_connector(policy: Option<Arc<EgressPolicy>>) -> Result<Connector, String> {
     let tls = match &*TLS {
         Ok(c) => c.clone(),
         Err(e) => return Err(format!("cannot set up TLS for outgoing requests: {e}")),
     };
-    let mut http = HttpConnector::new();
+    let mut http = HttpConnector::new_with_resolver(GuardedResolver::new(policy));
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(Some(CONNECT_TIMEOUT));
@@ -110,6 +120,20 @@ impl HttpClient {
     /// A client that sends `headers` with every request. Bad header names or values are an
     /// error naming the header.
     pub fn new(headers: &BTreeMap<String, String>) -> Result<Self, String> {
+        Self::build(headers, None)
+    }
+
+    /// A client (without extra headers) that only connects where `policy` permits: host
+    /// names resolving to refused addresses fail to connect. IP-literal URLs do not go
+    /// through the resolver: callers check them with [`EgressPolicy::check_url`].
+    pub fn guarded(policy: Arc<EgressPolicy>) -> Result<Self, String> {
+        Self::build(&BTreeMap::new(), Some(policy))
+    }
+
+    fn build(
+        headers: &BTreeMap<String, String>,
+        policy: Option<Arc<EgressPolicy>>,
+    ) -> Result<Self, String> {
         let mut hs = Vec::new();
         for (k, v) in headers {
             let name = http::HeaderName::from_bytes(k.as_bytes())
@@ -119,7 +143,7 @@ impl HttpClient {
             })?;
             hs.push((name, value));
         }
-        let connector = https_connector()?;
+        let connector = guarded_connector(policy)?;
         let inner = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);

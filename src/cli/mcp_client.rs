@@ -6,16 +6,14 @@
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http_body_util::{BodyExt, Full};
-use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use parking_lot::Mutex;
 use serde_json::Value;
 use sse_stream::SseStream;
 
 pub struct McpHttp {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: Client<crate::a2a::client::Connector, Full<Bytes>>,
     url: http::Uri,
     token: Option<String>,
     session: Mutex<Option<String>>,

@@ -43,6 +43,7 @@ pub fn hub_config(config: &Config) -> HubConfig {
         cluster_poll: config.cluster_poll,
         redis_url: config.redis_url.clone(),
         redis_prefix: config.redis_prefix.clone(),
+        push_allowed_networks: config.push_allowed_networks.clone(),
     }
 }
 

@@ -80,6 +80,8 @@ pub struct HubConfig {
     /// Redis for the event relay and shared rate limits (shared store only).
     pub redis_url: Option<String>,
     pub redis_prefix: String,
+    /// Internal networks push webhooks may reach (`crate::egress`).
+    pub push_allowed_networks: Vec<ipnet::IpNet>,
 }
 
 /// A cheap, cloneable handle to the hub.

@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Hub, request_not_found};
 use crate::a2a::client::HttpClient;
+use crate::egress::EgressPolicy;
 use crate::error::{ErrorCode, HubError, HubResult};
 use crate::metrics;
 use crate::model::{Event, Principal, RequestRecord, Role, new_id, now_ms, rfc3339};
@@ -93,6 +94,8 @@ pub(crate) struct PushState {
     generation: AtomicU64,
     /// Serialises config writes, so a progress update never resurrects a deleted config.
     write_lock: tokio::sync::Mutex<()>,
+    /// Where webhooks may point (from `push_allowed_networks`), made on first use.
+    policy: OnceLock<Arc<EgressPolicy>>,
 }
 
 fn key(task_id: &str, id: &str) -> String {
@@ -110,8 +113,9 @@ fn config_not_found(task_id: &str, id: &str) -> HubError {
     )
 }
 
-/// Checks a push config a client asks for (URL, header-safe token and credentials, id).
-pub fn validate(cfg: &NewPushConfig) -> HubResult<()> {
+/// Checks a push config a client asks for (URL and where it points, header-safe token and
+/// credentials, id).
+pub fn validate(cfg: &NewPushConfig, policy: &EgressPolicy) -> HubResult<()> {
     if cfg.url.len() > MAX_URL {
         return Err(invalid(format!(
             "the push notification url is longer than {MAX_URL} characters"
@@ -129,6 +133,9 @@ pub fn validate(cfg: &NewPushConfig) -> HubResult<()> {
             cfg.url
         )));
     }
+    policy
+        .check_url(&uri)
+        .map_err(|e| invalid(format!("the push notification url is refused: {e}")))?;
     if cfg.token.as_ref().is_some_and(|t| t.len() > MAX_TOKEN)
         || cfg
             .auth_credentials
@@ -173,7 +180,7 @@ impl Hub {
         new: NewPushConfig,
         from_start: bool,
     ) -> HubResult<PushConfig> {
-        validate(&new)?;
+        self.validate_push_config(&new).await?;
         let Some(rec) = self.inner.store.get_request(task_id).await? else {
             return Err(request_not_found(task_id));
         };
@@ -320,6 +327,33 @@ impl Hub {
         Ok(())
     }
 
+    /// Where push webhooks may point: public addresses and `push_allowed_networks`.
+    fn push_policy(&self) -> Arc<EgressPolicy> {
+        self.inner
+            .push
+            .policy
+            .get_or_init(|| {
+                Arc::new(EgressPolicy::new(
+                    self.inner.cfg.push_allowed_networks.clone(),
+                ))
+            })
+            .clone()
+    }
+
+    /// Checks a push config a client asks for: [`validate`] with this hub's egress policy,
+    /// and where the URL's host name resolves to now.
+    pub async fn validate_push_config(&self, cfg: &NewPushConfig) -> HubResult<()> {
+        let policy = self.push_policy();
+        validate(cfg, &policy)?;
+        if let Ok(uri) = cfg.url.parse::<http::Uri>() {
+            policy
+                .check_url_resolved(&uri)
+                .await
+                .map_err(|e| invalid(format!("the push notification url is refused: {e}")))?;
+        }
+        Ok(())
+    }
+
     /// Starts push delivery with the adapter's payload renderer: followers for every stored
     /// config with something left to deliver, and for every config created from now on.
     /// Calling it again keeps the first renderer.
@@ -327,7 +361,7 @@ impl Hub {
         if self.inner.push.renderer.set(renderer).is_err() {
             return;
         }
-        match HttpClient::new(&Default::default()) {
+        match HttpClient::guarded(self.push_policy()) {
             Ok(c) => {
                 let _ = self.inner.push.http.set(c);
             }
@@ -505,8 +539,17 @@ impl Hub {
         payload: &Value,
         stop: &CancellationToken,
     ) -> bool {
+        // A config stored before the policy was narrowed: no attempt will be allowed.
+        let refused = match cfg.url.parse::<http::Uri>() {
+            Ok(uri) => self.push_policy().check_url(&uri).err(),
+            Err(e) => Some(format!("{:?} is not a valid URL: {e}", cfg.url)),
+        };
         let mut backoff = RETRY_BACKOFF;
         for attempt in 1..=MAX_ATTEMPTS {
+            if let Some(err) = &refused {
+                self.give_up(cfg, err.clone(), 1);
+                return true;
+            }
             let r = tokio::select! {
                 _ = stop.cancelled() => return false,
                 r = tokio::time::timeout(ATTEMPT_TIMEOUT, http.post_expect_success(&cfg.url, headers, payload)) => r,
@@ -530,17 +573,11 @@ impl Hub {
                 ),
             };
             if attempt == MAX_ATTEMPTS {
-                tracing::warn!(task = %cfg.task_id, config = %cfg.id, "push notification given up after {MAX_ATTEMPTS} attempts: {err}");
-                metrics::PUSH_DELIVERIES
-                    .with_label_values(&["failed"])
-                    .inc();
-                self.worker_update(WORKER, |w| {
-                    w.errors += 1;
-                    w.last_error = Some(err.clone());
-                });
+                self.give_up(cfg, err, attempt);
                 return true;
             }
             tracing::debug!(task = %cfg.task_id, config = %cfg.id, attempt, "push notification failed, retrying: {err}");
+            self.worker_update(WORKER, |w| w.last_error = Some(err.clone()));
             metrics::PUSH_DELIVERIES
                 .with_label_values(&["retried"])
                 .inc();
@@ -551,6 +588,18 @@ impl Hub {
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
         true
+    }
+
+    /// Counts a payload as given up and reports why.
+    fn give_up(&self, cfg: &PushConfig, err: String, attempts: u32) {
+        tracing::warn!(task = %cfg.task_id, config = %cfg.id, "push notification given up after {attempts} attempt(s): {err}");
+        metrics::PUSH_DELIVERIES
+            .with_label_values(&["failed"])
+            .inc();
+        self.worker_update(WORKER, |w| {
+            w.errors += 1;
+            w.last_error = Some(err);
+        });
     }
 
     /// Records how far a follower got (also when it is stopped by shutdown, so the next

@@ -227,7 +227,7 @@ fn chunks(events: &[Value]) -> Vec<Value> {
 
 #[tokio::test]
 async fn python_sdk_client_against_the_hub() {
-    let th = TestHub::start().await;
+    let th = TestHub::start_with(&[LOCAL_HOOKS]).await;
     let (s, v) = post(
         &th.rest("/agents"),
         json!({
@@ -248,7 +248,7 @@ async fn python_sdk_client_against_the_hub() {
 
 #[tokio::test]
 async fn v03_requests_get_v03_shapes() {
-    let th = TestHub::start().await;
+    let th = TestHub::start_with(&[LOCAL_HOOKS]).await;
     let url = a2a_url(&th, "echo");
     let msg = json!({"kind": "message", "messageId": uuid(), "role": "user",
                      "parts": [{"kind": "text", "text": "old school"}]});
@@ -1234,6 +1234,10 @@ async fn hub_to_hub_and_mcp_bridge() {
 // ---------------------------------------------------------------------------------------------
 // Push notifications
 
+/// The tests' webhook receivers listen on loopback, which push webhooks may only reach when
+/// the operator allows it.
+const LOCAL_HOOKS: (&str, &str) = ("push_allowed_networks", "127.0.0.0/8");
+
 #[derive(Default)]
 struct Hook {
     /// (token header, body) of every POST, in arrival order, with the status answered.
@@ -1325,7 +1329,7 @@ async fn wait_for_completed(hook: &Hook) -> Vec<(Option<String>, Value, u16)> {
 
 #[tokio::test]
 async fn push_notifications_are_delivered_with_retries() {
-    let th = TestHub::start().await;
+    let th = TestHub::start_with(&[LOCAL_HOOKS]).await;
     let (hook_url, hook) = webhook(1).await;
     let url = a2a_url(&th, "echo");
     let mut msg = user_message("push me");
@@ -1396,7 +1400,7 @@ async fn push_notifications_are_delivered_with_retries() {
 #[tokio::test]
 async fn push_delivery_resumes_after_a_restart() {
     let (hook_url, hook) = webhook(0).await;
-    let th = TestHub::start().await;
+    let th = TestHub::start_with(&[LOCAL_HOOKS]).await;
     let mut msg = user_message("restart");
     msg["parts"] =
         json!([{"text": "survives a restart"}, {"data": {"chunks": 6, "delay_ms": 250}}]);
@@ -1433,7 +1437,7 @@ async fn push_delivery_resumes_after_a_restart() {
             .any(|(_, v, _)| payload_kind(v) == "status:TASK_STATE_COMPLETED"),
         "the job should still have been running at the stop"
     );
-    let th = TestHub::start_in(dir, &[]).await;
+    let th = TestHub::start_in(dir, &[LOCAL_HOOKS]).await;
     let got = wait_for_completed(&hook).await;
     assert!(got.len() > before);
     let mut seqs: Vec<u64> = got
@@ -1463,7 +1467,7 @@ async fn push_delivery_resumes_after_a_restart() {
 
 #[tokio::test]
 async fn push_configs_persist_and_only_see_later_events() {
-    let th = TestHub::start().await;
+    let th = TestHub::start_with(&[LOCAL_HOOKS]).await;
     let url = a2a_url(&th, "echo");
     let mut msg = user_message("later");
     msg["parts"] = json!([{"text": "later events"}, {"data": {"chunks": 6, "delay_ms": 100}}]);
@@ -1526,7 +1530,7 @@ async fn push_configs_persist_and_only_see_later_events() {
     }
     // Configs survive a restart.
     let dir = th.stop().await;
-    let th = TestHub::start_in(dir, &[]).await;
+    let th = TestHub::start_in(dir, &[LOCAL_HOOKS]).await;
     let (_, v) = rpc(
         &a2a_url(&th, "echo"),
         Some("1.0"),
@@ -1540,5 +1544,121 @@ async fn push_configs_persist_and_only_see_later_events() {
         configs[0]["authentication"],
         json!({"scheme": "Bearer", "credentials": "c"})
     );
+    th.stop().await;
+}
+
+/// Push webhooks are an SSRF vector (any caller that may act on a task names the URL): by
+/// default they may not point at loopback, private, link-local or other internal addresses,
+/// neither as IP literals (refused when set) nor through names resolving there (refused at
+/// connect time); `push_allowed_networks` opens a network.
+#[tokio::test]
+async fn push_webhooks_may_not_reach_internal_addresses() {
+    let th = TestHub::start().await;
+    let (hook_url, hook) = webhook(0).await;
+    let port = hook_url
+        .trim_start_matches("http://127.0.0.1:")
+        .trim_end_matches("/hook")
+        .to_string();
+    let url = a2a_url(&th, "echo");
+    let (_, v) = rpc(
+        &url,
+        Some("1.0"),
+        "SendMessage",
+        json!({"message": user_message("hold"), "configuration": {"returnImmediately": true}}),
+    )
+    .await;
+    let tid = v["result"]["task"]["id"].as_str().unwrap().to_string();
+    let tasks_before = th.hub.store_counts().await.unwrap().requests;
+    for bad in [
+        hook_url.clone(),
+        format!("http://localhost:{port}/hook"),
+        "http://169.254.169.254/latest/meta-data/".to_string(),
+        "http://10.0.0.7/hook".to_string(),
+        "http://[::1]:9/hook".to_string(),
+        "http://[::ffff:192.168.1.1]/hook".to_string(),
+        "http://0.0.0.0:9/hook".to_string(),
+    ] {
+        let (_, v) = rpc(
+            &url,
+            Some("1.0"),
+            "CreateTaskPushNotificationConfig",
+            json!({"taskId": tid, "id": "x", "url": bad}),
+        )
+        .await;
+        assert_eq!(v["error"]["code"], -32602, "{bad}: {v}");
+        let msg = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(msg.contains("A2A_PUSH_ALLOWED_NETWORKS"), "{bad}: {msg}");
+        // The same config on a new message is refused before a task is created.
+        let (_, v) = rpc(
+            &url,
+            Some("1.0"),
+            "SendMessage",
+            json!({"message": user_message("x"), "configuration": {
+                "returnImmediately": true, "taskPushNotificationConfig": {"url": bad}}}),
+        )
+        .await;
+        assert_eq!(v["error"]["code"], -32602, "{bad}: {v}");
+    }
+    assert_eq!(th.hub.store_counts().await.unwrap().requests, tasks_before);
+    let (_, v) = rpc(
+        &url,
+        Some("1.0"),
+        "ListTaskPushNotificationConfigs",
+        json!({"taskId": tid}),
+    )
+    .await;
+    assert_eq!(
+        v["result"]["configs"].as_array().map_or(0, Vec::len),
+        0,
+        "{v}"
+    );
+
+    th.stop().await;
+
+    // A webhook by name, set while the operator allowed loopback: delivered (the guarded
+    // resolver passes allowed addresses). After a restart with the default policy, the
+    // stored config's name is refused when the connection is made: nothing more arrives,
+    // and the worker says why.
+    let th = TestHub::start_with(&[LOCAL_HOOKS]).await;
+    let mut msg = user_message("by name");
+    msg["parts"] = json!([{"text": "by name"}, {"data": {"chunks": 6, "delay_ms": 250}}]);
+    let (_, v) = rpc(
+        &a2a_url(&th, "echo"),
+        Some("1.0"),
+        "SendMessage",
+        json!({"message": msg, "configuration": {"returnImmediately": true,
+            "taskPushNotificationConfig": {"url": format!("http://localhost:{port}/hook")}}}),
+    )
+    .await;
+    assert!(v["result"]["task"]["id"].is_string(), "{v}");
+    for _ in 0..300 {
+        if hook.received.lock().len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let dir = th.stop().await;
+    let delivered = hook.received.lock().len();
+    assert!(delivered >= 2, "delivered while allowed: {delivered}");
+    let th = TestHub::start_in(dir, &[]).await;
+    let mut why = None;
+    for _ in 0..250 {
+        why = th
+            .hub
+            .workers()
+            .into_iter()
+            .find(|w| w.name == "push-delivery")
+            .and_then(|w| w.last_error);
+        if why.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let why = why.expect("the push worker reports the refused connection");
+    assert!(
+        why.contains("internal address") && why.contains("A2A_PUSH_ALLOWED_NETWORKS"),
+        "{why}"
+    );
+    assert_eq!(hook.received.lock().len(), delivered);
     th.stop().await;
 }

@@ -82,7 +82,7 @@ pub(super) async fn send_message(
         (None, None) => None,
     };
     if let Some(cfg) = &push {
-        crate::hub::push::validate(cfg)?;
+        hub.validate_push_config(cfg).await?;
     }
     if streaming && !call.ctx.config.enable_streaming {
         return Err(RpcError::new(
