@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use super::Hub;
-use crate::error::HubResult;
+use crate::error::{ErrorCode, HubError, HubResult};
 use crate::metrics;
 use crate::model::{InterruptPolicy, RequestRecord, RequestState, now_ms};
 use crate::store::Op;
@@ -40,6 +40,8 @@ const TAKEOVER_BATCH: usize = 64;
 
 pub(crate) struct ClusterState {
     pub id: String,
+    /// This process's claim on `id` (random per start): two live processes cannot share an id.
+    pub instance: String,
     pub ttl: Duration,
     pub poll: Duration,
     /// Wakes the heartbeat early (a cancel request for one of our requests).
@@ -63,6 +65,18 @@ pub(crate) fn replica_id(configured: Option<&str>) -> String {
     let mut r = [0u8; 3];
     let _ = getrandom::fill(&mut r);
     format!("{host}-{}-{}", std::process::id(), hex::encode(r))
+}
+
+/// A random token naming this process's hold on its replica id.
+pub(crate) fn instance_token() -> String {
+    let mut r = [0u8; 8];
+    let _ = getrandom::fill(&mut r);
+    hex::encode(r)
+}
+
+/// The leader lease that holds a replica id for the process using it.
+fn identity_lease(id: &str) -> String {
+    format!("replica-id:{id}")
 }
 
 fn ms(d: Duration) -> i64 {
@@ -102,6 +116,66 @@ impl Hub {
         }
     }
 
+    /// Takes this replica's id for this process, before any of its leases are touched. Two
+    /// processes with one id would each renew, recover and run the other's work, so an id
+    /// another live process holds (renewed within the lease time) is refused. A crashed
+    /// predecessor's hold runs out within one lease time, which is how long this waits.
+    pub(super) async fn claim_identity(&self) -> HubResult<()> {
+        let Some(c) = self.cluster() else {
+            return Ok(());
+        };
+        let name = identity_lease(&c.id);
+        let deadline = Instant::now() + c.ttl + Duration::from_millis(500);
+        let mut waiting = false;
+        loop {
+            let now = now_ms();
+            if self
+                .inner
+                .store
+                .try_lead(&name, &c.instance, now + ms(c.ttl), now)
+                .await?
+            {
+                if waiting {
+                    tracing::info!(replica = %c.id, "the replica id is free again");
+                }
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(HubError::new(
+                    ErrorCode::InvalidParams,
+                    format!(
+                        "replica id {:?} is in use by another running a2a-mcp on this database (it renewed its hold within the last {:?}); give every replica its own A2A_REPLICA_ID (or POD_NAME), or stop the other process",
+                        c.id, c.ttl
+                    ),
+                ));
+            }
+            if !waiting {
+                tracing::warn!(replica = %c.id, "the replica id is held by another process; waiting up to {:?} for the hold of a stopped one to run out", c.ttl);
+                waiting = true;
+            }
+            tokio::time::sleep((c.ttl / 5).min(Duration::from_secs(1))).await;
+        }
+    }
+
+    /// Keeps this process's hold on its replica id (each heartbeat). Losing it means another
+    /// process took the id while this one did not renew (paused longer than the lease time).
+    async fn renew_identity(&self, c: &ClusterState) {
+        let now = now_ms();
+        match self
+            .inner
+            .store
+            .try_lead(&identity_lease(&c.id), &c.instance, now + ms(c.ttl), now)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => tracing::error!(
+                replica = %c.id,
+                "another process now holds this replica id (this one did not renew it within the lease time); two processes share the id: stop one of them"
+            ),
+            Err(e) => tracing::warn!("cannot renew the replica id: {e}"),
+        }
+    }
+
     /// Shutdown: hands leftover work to the other replicas (leases expire now, and Redis wakes
     /// them).
     pub(super) async fn release_work(&self) {
@@ -126,6 +200,12 @@ impl Hub {
                 "cannot release leases ({e}); other replicas take the work over when they expire"
             ),
         }
+        // The id is free for the next process at once (a restart does not wait for it).
+        let _ = self
+            .inner
+            .store
+            .try_lead(&identity_lease(&c.id), &c.instance, 0, now_ms())
+            .await;
     }
 
     /// Tells the other replicas that the agent registry changed.
@@ -220,6 +300,7 @@ impl Hub {
         let Some(c) = self.cluster() else {
             return Ok(());
         };
+        self.renew_identity(c).await;
         // Work enqueued after this point may not be visible to the renewal below.
         let horizon = self.inner.sched.lock().ticket();
         let now = now_ms();

@@ -215,6 +215,7 @@ impl Hub {
             tracing::info!(replica = %id, lease_ttl = ?cfg.lease_ttl, "shared store: running as one replica of several");
             Some(cluster::ClusterState {
                 id,
+                instance: cluster::instance_token(),
                 ttl: cfg.lease_ttl,
                 poll: cfg.cluster_poll,
                 wake: Default::default(),
@@ -259,6 +260,7 @@ impl Hub {
             hub.inner.sched.lock().stop_accepting();
             return Ok(hub);
         }
+        hub.claim_identity().await?;
         hub.recover().await?;
         hub.spawn_cluster_workers();
         sweeper::spawn(hub.clone());

@@ -54,6 +54,8 @@ impl Drop for RedisCleanup {
 struct Cluster {
     a: TestBinary,
     b: TestBinary,
+    /// The environment both replicas share (store, schema, Redis, timings), without an id.
+    env: Vec<(String, String)>,
     _dirs: (tempfile::TempDir, tempfile::TempDir),
     _redis: RedisCleanup,
     _pg: pg::Cleanup,
@@ -83,9 +85,26 @@ async fn cluster(url: &str, redis: Option<String>, extra: &[(&str, &str)]) -> Cl
     Cluster {
         a,
         b,
+        env: env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
         _dirs: (da, db),
         _redis: RedisCleanup { url: redis, prefix },
         _pg: pg_cleanup,
+    }
+}
+
+impl Cluster {
+    /// The environment of another replica of this cluster with the id `id`.
+    fn env_of<'a>(&'a self, id: &'a str) -> Vec<(&'a str, &'a str)> {
+        let mut env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        env.push(("A2A_REPLICA_ID", id));
+        env
     }
 }
 
@@ -414,4 +433,60 @@ async fn a_stopping_replica_hands_its_work_over() {
         let v = wait_terminal(&c.b, id, Duration::from_secs(20)).await;
         assert_eq!(v["status"], "done", "{id}: {v}");
     }
+}
+
+/// Two live processes may not share a replica id (each would renew, recover and run the
+/// other's work): the second is refused with a message that says what to do. The id of a
+/// killed process is free once its hold runs out (one lease time); a stopped one frees it at
+/// once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_process_per_replica_id() {
+    let Some(url) = pg::url() else { return };
+    let mut c = cluster(&url, None, &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = tokio::process::Command::new(BIN);
+    cmd.arg("--data-dir")
+        .arg(dir.path())
+        .args(["--stream-port", "0", "--metrics-port", "0", "serve"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("A2A_BACKUP_INTERVAL", "off")
+        .kill_on_drop(true);
+    for (k, v) in c.env_of("a") {
+        cmd.env(k, v);
+    }
+    let out = tokio::time::timeout(Duration::from_secs(30), cmd.output())
+        .await
+        .expect("a duplicate replica gives up within the lease time")
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("replica id \"a\" is in use") && err.contains("A2A_REPLICA_ID"),
+        "{err}"
+    );
+    // The first A was not disturbed.
+    let id = invoke_on(&c.a, "echo", echo_input("still here", 1, 0)).await;
+    assert_eq!(
+        wait_terminal(&c.a, &id, Duration::from_secs(10)).await["status"],
+        "done"
+    );
+
+    // Killed: its id can be used again (after at most one lease time).
+    c.a.kill9();
+    let _ = c.a.child.wait().await;
+    let d2 = tempfile::tempdir().unwrap();
+    let mut again = TestBinary::serve(d2.path(), &c.env_of("a")).await;
+    let id = invoke_on(&again, "echo", echo_input("new a", 1, 0)).await;
+    assert_eq!(
+        wait_terminal(&again, &id, Duration::from_secs(10)).await["status"],
+        "done"
+    );
+    // Stopped cleanly: the id is free at once, no waiting.
+    assert!(again.sigterm_and_wait().await.success());
+    let d3 = tempfile::tempdir().unwrap();
+    let third = TestBinary::serve(d3.path(), &c.env_of("a")).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let log = third.stderr_tail.lock().join("\n");
+    assert!(!log.contains("held by another process"), "{log}");
 }
