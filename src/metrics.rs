@@ -318,7 +318,7 @@ pub static CLUSTER_REDIS_UP: LazyLock<IntGauge> = LazyLock::new(|| {
 pub static CLUSTER_TAKEOVERS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter_vec(
         "a2a_cluster_takeovers_total",
-        "Requests this replica took over from a replica whose lease ran out, by what happened (requeued, failed).",
+        "Requests this replica took over: from a replica whose lease ran out (requeued, failed), or queued on a busier one (stolen).",
         &["outcome"],
     )
 });

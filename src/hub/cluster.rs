@@ -15,6 +15,11 @@
 //! - every fifth `A2A_CLUSTER_POLL`, reloads the agent registry when another replica changed it
 //!   (at once when Redis announces it).
 //!
+//! Between heartbeats, every `A2A_CLUSTER_POLL`, an idle replica takes queued requests that
+//! wait on busier ones (their lease moves to it; the old owner's start write then fails with
+//! a conflict and it drops the job). A replica's id is held by one process at a time through
+//! the leader lease `replica-id:<id>`.
+//!
 //! Streams: events are persisted, then published on the local bus and relayed through Redis to
 //! the other replicas' buses; followers on other replicas also re-read the store when idle
 //! (`stream.rs`), so a lost relay message, or no Redis at all, only delays delivery.
@@ -237,18 +242,31 @@ impl Hub {
         let sync_every = c.poll * 5;
         self.worker_update("cluster-heartbeat", |_| {});
         // Not in the job tracker: it runs until the jobs have drained at shutdown.
+        // Between heartbeats, every poll interval, an idle replica looks for work waiting on
+        // busy ones.
+        let tick = renew.min(c.poll);
         tokio::spawn(async move {
             let mut last_sync = Instant::now();
+            let mut last_beat = Instant::now();
             loop {
                 let Some(c) = hub.cluster() else { return };
+                let mut beat = false;
                 tokio::select! {
                     _ = hub.inner.cluster_stop.cancelled() => break,
-                    _ = tokio::time::sleep(renew) => {}
-                    _ = c.wake.notified() => {}
+                    _ = tokio::time::sleep(tick) => {}
+                    _ = c.wake.notified() => beat = true,
                     _ = c.agents_changed.notified() => {
                         last_sync = Instant::now() - sync_every;
+                        beat = true;
                     }
                 }
+                if !beat && last_beat.elapsed() < renew {
+                    if let Err(e) = hub.steal().await {
+                        tracing::warn!("cannot look for waiting work: {}", e.message);
+                    }
+                    continue;
+                }
+                last_beat = Instant::now();
                 let r = hub.heartbeat().await;
                 if last_sync.elapsed() >= sync_every {
                     last_sync = Instant::now();
@@ -388,6 +406,70 @@ impl Hub {
         metrics::CLUSTER_TAKEOVERS
             .with_label_values(&["failed"])
             .inc_by(failed as u64);
+        self.dispatch();
+        Ok(())
+    }
+
+    /// Whether a request is leased to another replica (several replicas only).
+    pub(super) async fn leased_elsewhere(&self, id: &str) -> bool {
+        let Some(c) = self.cluster() else {
+            return false;
+        };
+        matches!(self.inner.store.lease_of(id).await, Ok(Some((owner, _))) if owner != c.id)
+    }
+
+    /// An idle replica (nothing queued, a free slot) takes queued requests that have waited
+    /// longer than one poll interval on other replicas, as many as it has free slots.
+    async fn steal(&self) -> HubResult<()> {
+        let Some(c) = self.cluster() else {
+            return Ok(());
+        };
+        let free = {
+            let sched = self.inner.sched.lock();
+            if sched.queued() > 0 {
+                return Ok(());
+            }
+            self.inner
+                .cfg
+                .max_concurrency
+                .saturating_sub(sched.running())
+                .min(sched.room())
+        };
+        if free == 0 {
+            return Ok(());
+        }
+        // Only work for agents this replica knows (one deployed elsewhere a moment ago may
+        // not have reached this registry yet).
+        let agents: Vec<String> = self
+            .inner
+            .registry
+            .all()
+            .iter()
+            .map(|a| a.spec.id.clone())
+            .collect();
+        let now = now_ms();
+        let stolen = self
+            .inner
+            .store
+            .steal_queued(
+                &c.id,
+                &agents,
+                now + ms(c.ttl),
+                now - ms(c.poll),
+                free.min(TAKEOVER_BATCH),
+            )
+            .await?;
+        if stolen.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(
+            count = stolen.len(),
+            "taking queued requests from busier replicas"
+        );
+        let (requeued, _) = self.adopt(stolen, "").await?;
+        metrics::CLUSTER_TAKEOVERS
+            .with_label_values(&["stolen"])
+            .inc_by(requeued as u64);
         self.dispatch();
         Ok(())
     }

@@ -337,6 +337,11 @@ impl Hub {
         self.audit_now(principal, "cancel", id, Outcome::Ok, &reason)
             .await;
         match self.cancel_local(id, reason.clone()).await {
+            // Queued here, but an idle replica took it in the meantime (our write of the
+            // cancel was refused): its new owner cancels it.
+            Some(Err(_)) if self.leased_elsewhere(id).await => {
+                self.cancel_remote(rec, reason).await
+            }
             Some(r) => r,
             // Not ours: on a shared store another replica owns it.
             None if self.cluster().is_some() => self.cancel_remote(rec, reason).await,

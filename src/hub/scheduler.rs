@@ -26,7 +26,7 @@ use crate::error::{ErrorCode, HubError, HubResult};
 use crate::executor::{ExecContext, ExecError, OutputSink};
 use crate::metrics;
 use crate::model::{Event, EventKind, RequestRecord, RequestState, now_ms};
-use crate::store::Op;
+use crate::store::{Op, StoreError};
 
 /// Chunks buffered between an executor and its pump.
 const SINK_CAPACITY: usize = 256;
@@ -419,7 +419,12 @@ impl Hub {
             ])
             .await
         {
-            tracing::error!(request_id = %id, "cannot record the start of a request: {e}; it stays queued for the next start");
+            if matches!(e, StoreError::Conflict(_)) {
+                // Several replicas: an idle one took it from this queue in the meantime.
+                tracing::info!(request_id = %id, "taken over by another replica before it started; dropping it here");
+            } else {
+                tracing::error!(request_id = %id, "cannot record the start of a request: {e}; it stays queued for the next start");
+            }
             return;
         }
         self.publish(start);

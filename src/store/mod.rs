@@ -287,6 +287,21 @@ pub trait Store: Send + Sync + 'static {
         Ok(Vec::new())
     }
 
+    /// Takes over (leases to `owner` until `until_ms`) at most `limit` queued requests of
+    /// other replicas for one of `agents`, created before `before_ms`, oldest first, skipping
+    /// rows another replica is claiming: an idle replica helping a busy one. The old owner's
+    /// next write of such a request fails (the lease moved), so it is never run twice.
+    async fn steal_queued(
+        &self,
+        _owner: &str,
+        _agents: &[String],
+        _until_ms: i64,
+        _before_ms: i64,
+        _limit: usize,
+    ) -> StoreResult<Vec<RequestRecord>> {
+        Ok(Vec::new())
+    }
+
     /// Lets every lease of `owner` run out now (a replica shutting down hands its leftover
     /// work to the others). Returns how many requests it released.
     async fn release_leases(&self, _owner: &str) -> StoreResult<u64> {

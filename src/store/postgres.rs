@@ -73,12 +73,15 @@ fn describe(e: &tokio_postgres::Error) -> String {
 
 fn pg_err(e: tokio_postgres::Error) -> StoreError {
     match e.code() {
-        // Raised by idempotency_taken() (migration 0003): the key is held by another writer.
-        Some(code) if code.code() == "A2A02" => StoreError::Conflict(format!(
-            "postgres: {}",
-            e.as_db_error()
-                .map_or_else(|| describe(&e), |d| d.message().to_string())
-        )),
+        // Raised by lease_lost() (migration 0002: the request is leased to another replica)
+        // and idempotency_taken() (0003: the key is held by another writer).
+        Some(code) if code.code() == "A2A01" || code.code() == "A2A02" => {
+            StoreError::Conflict(format!(
+                "postgres: {}",
+                e.as_db_error()
+                    .map_or_else(|| describe(&e), |d| d.message().to_string())
+            ))
+        }
         Some(code) => {
             let c = code.code();
             let transient = c.starts_with("08") // connection exception
@@ -1392,6 +1395,32 @@ impl Store for PostgresStore {
         );
         let mut out: Vec<RequestRecord> = self
             .rows(&sql, &[&owner, &until_ms, &now_ms, &limit, &own])
+            .await?
+            .iter()
+            .map(request_from)
+            .collect::<StoreResult<_>>()?;
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+
+    async fn steal_queued(
+        &self,
+        owner: &str,
+        agents: &[String],
+        until_ms: i64,
+        before_ms: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<RequestRecord>> {
+        let limit = limit_i64(limit);
+        let sql = format!(
+            "UPDATE requests SET lease_owner = $1, lease_expires_at = $2 WHERE id IN ( \
+               SELECT id FROM requests WHERE state = 'queued' \
+               AND lease_owner IS DISTINCT FROM $1 AND created_at < $3 AND agent_id = ANY($5) \
+               ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED) \
+             RETURNING {REQUEST_COLS}"
+        );
+        let mut out: Vec<RequestRecord> = self
+            .rows(&sql, &[&owner, &until_ms, &before_ms, &limit, &agents])
             .await?
             .iter()
             .map(request_from)

@@ -490,3 +490,41 @@ async fn one_process_per_replica_id() {
     let log = third.stderr_tail.lock().join("\n");
     assert!(!log.contains("held by another process"), "{log}");
 }
+
+/// The queue is shared: a replica with nothing to do takes requests that wait on a busy one
+/// (their lease moves to it, so the busy one never runs them too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_replica_takes_queued_work_from_a_busy_one() {
+    let Some(url) = pg::url() else { return };
+    let c = cluster(&url, None, &[("MAX_CONCURRENCY", "1")]).await;
+    // A runs one job at a time; this one holds its slot for about ten seconds.
+    let long = invoke_on(&c.a, "echo", echo_input("long", 100, 100)).await;
+    wait_status_on(&c.a, &long, "running").await;
+    let mut waiting = Vec::new();
+    for i in 0..4 {
+        waiting.push(invoke_on(&c.a, "echo", echo_input(&format!("w{i}"), 3, 10)).await);
+    }
+    for id in &waiting {
+        let v = wait_terminal(&c.a, id, Duration::from_secs(30)).await;
+        assert_eq!(v["status"], "done", "{id}: {v}");
+    }
+    // All finished while A's only slot was still taken: B ran them.
+    let (_, v) = get(&c.a.rest(&format!("/requests/{long}"))).await;
+    assert_eq!(v["status"], "running", "{v}");
+    assert!(
+        metric(&c.b, "a2a_cluster_takeovers_total{outcome=\"stolen\"}").await >= 4.0,
+        "B counted what it took"
+    );
+    for id in &waiting {
+        let mut sock = ws_connect(&ws(&c.a, id)).await;
+        let (events, _) = ws_read_all(&mut sock).await;
+        assert_complete_stream(&events, "final");
+        assert_eq!(
+            events.iter().filter(|e| e["type"] == "start").count(),
+            1,
+            "{events:?}"
+        );
+    }
+    let (s, v) = post(&c.b.rest(&format!("/requests/{long}/cancel")), json!({})).await;
+    assert_eq!((s, v["status"].as_str()), (200, Some("canceled")), "{v}");
+}
