@@ -36,6 +36,8 @@ pub enum Message {
     Event { e: Event },
     /// The agent registry changed: reload it from the store.
     Agents,
+    /// API keys were created or revoked: reload them from the store.
+    Keys,
     /// Someone asked to cancel this request: its owner should renew (and see it) now.
     Cancel { id: String },
     /// A replica shut down and released its leftover work: take it over now.

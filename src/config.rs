@@ -298,6 +298,8 @@ pub const SETTINGS: &[Setting] = &[
        "WebSocket/SSE subscriptions one credential may hold at once."),
     s!("audit_retention", ["A2A_AUDIT_RETENTION"], "90d",
        "How long audit log entries are kept."),
+    s!("key_refresh", ["A2A_KEY_REFRESH"], "10s",
+       "How often API keys are re-read from the store, so keys created or revoked by `a2a-mcp keys` or another replica take effect (with Redis, other replicas' changes arrive at once)."),
     s!("push_allowed_networks", ["A2A_PUSH_ALLOWED_NETWORKS"], "",
        "Internal networks A2A push webhooks may reach, comma-separated CIDRs or addresses (e.g. `10.0.0.0/8`). By default webhooks must resolve to public addresses: loopback, private, link-local (cloud metadata), CGNAT and other special ranges are refused."),
     s!("runtime_process_agents", ["A2A_RUNTIME_PROCESS_AGENTS"], "admin",
@@ -433,6 +435,7 @@ pub struct Config {
     pub otel_export_interval: Duration,
     pub max_streams_per_key: usize,
     pub audit_retention: Duration,
+    pub key_refresh: Duration,
     /// Internal networks push webhooks may reach (`crate::egress`).
     pub push_allowed_networks: Vec<ipnet::IpNet>,
     pub agent_callbacks: bool,
@@ -723,6 +726,13 @@ impl Config {
             otel_export_interval: raw.duration("otel_export_interval")?,
             max_streams_per_key: raw.positive("max_streams_per_key")?,
             audit_retention: raw.duration("audit_retention")?,
+            key_refresh: {
+                let d = raw.duration("key_refresh")?;
+                if d < Duration::from_millis(100) {
+                    return Err(raw.err("key_refresh", "a duration of at least 100ms"));
+                }
+                d
+            },
             push_allowed_networks: crate::egress::parse_networks(
                 &raw.list("push_allowed_networks"),
             )

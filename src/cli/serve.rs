@@ -33,6 +33,7 @@ pub fn hub_config(config: &Config) -> HubConfig {
         stream_token: config.stream_token.clone(),
         rate_limits: config.rate_limits.clone(),
         audit_retention: config.audit_retention,
+        key_refresh: config.key_refresh,
         agent_callbacks: config.agent_callbacks,
         runtime_process_agents: config.runtime_process_agents,
         backup_dir: config.backup_dir.clone(),

@@ -221,6 +221,15 @@ impl Hub {
         }
     }
 
+    /// Tells the other replicas that API keys changed (a revoked key stops working there at
+    /// once, not at their next key refresh).
+    pub(crate) fn announce_keys_changed(&self) {
+        #[cfg(feature = "redis")]
+        if let Some(r) = self.cluster().and_then(|c| c.redis.as_ref()) {
+            r.send(crate::cluster::Message::Keys);
+        }
+    }
+
     /// Relays a persisted event to the other replicas.
     pub(crate) fn relay(&self, _ev: &crate::model::Event) {
         #[cfg(feature = "redis")]
@@ -297,6 +306,14 @@ impl Hub {
                 if let Some(c) = self.cluster() {
                     c.agents_changed.notify_one();
                 }
+            }
+            Message::Keys => {
+                let hub = self.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = hub.refresh_keys().await {
+                        tracing::warn!("cannot reload the API keys: {}", e.message);
+                    }
+                });
             }
             Message::Released => {
                 if let Some(c) = self.cluster() {

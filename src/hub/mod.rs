@@ -65,6 +65,8 @@ pub struct HubConfig {
     pub stream_token: Option<String>,
     pub rate_limits: crate::policy::ratelimit::Limits,
     pub audit_retention: Duration,
+    /// How often API keys are re-read from the store.
+    pub key_refresh: Duration,
     /// Give process agents a callback URL and token.
     pub agent_callbacks: bool,
     /// Lowest role that may deploy process agents at run time (`None`: nobody).

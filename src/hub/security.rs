@@ -29,7 +29,6 @@ use crate::policy::{AccessLists, Action, require};
 use crate::store::codec::{decode, encode};
 use crate::store::{Aux, Op};
 
-const KEY_REFRESH: Duration = Duration::from_secs(10);
 /// Upper bound for a waiting permission request.
 const MAX_PERMISSION_WAIT: Duration = Duration::from_secs(300);
 
@@ -119,12 +118,13 @@ impl Hub {
     pub(crate) fn spawn_key_refresh(&self) {
         let hub = self.clone();
         let stopping = self.inner.stopping.clone();
+        let every = self.inner.cfg.key_refresh;
         self.worker_update("key-cache", |_| {});
         tokio::spawn(async move {
             loop {
                 tokio::select! {
                     _ = stopping.cancelled() => break,
-                    _ = tokio::time::sleep(KEY_REFRESH) => {}
+                    _ = tokio::time::sleep(every) => {}
                 }
                 let r = hub.refresh_keys().await;
                 hub.sec().limiter.shrink();
@@ -522,6 +522,7 @@ impl Hub {
             .keys
             .write()
             .insert(rec.hash.clone(), rec.clone());
+        self.announce_keys_changed();
         Ok(())
     }
 

@@ -528,3 +528,91 @@ async fn an_idle_replica_takes_queued_work_from_a_busy_one() {
     let (s, v) = post(&c.b.rest(&format!("/requests/{long}/cancel")), json!({})).await;
     assert_eq!((s, v["status"].as_str()), (200, Some("canceled")), "{v}");
 }
+
+/// With Redis, API keys created or revoked on one replica take effect on the others at once
+/// (here the periodic key refresh is an hour, so only the Redis announcement can do it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_keys_reach_every_replica_through_redis() {
+    let Some(url) = pg::url() else { return };
+    let Some(r) = redis_url() else { return };
+    let c = cluster(&url, Some(r), &[("A2A_KEY_REFRESH", "1h")]).await;
+    for b in [&c.a, &c.b] {
+        for _ in 0..100 {
+            if metric(b, "a2a_cluster_redis_up").await == 1.0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    // Until B hears of a key it serves without one (auth `auto`).
+    let (s, _) = get(&c.b.rest("/agents")).await;
+    assert_eq!(s, 200);
+    let (s, v) = post(
+        &c.a.rest("/admin/keys"),
+        json!({"role": "admin", "label": "kept"}),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let kept = v["key"].as_str().unwrap().to_string();
+    let auth = |k: &str| format!("Bearer {k}");
+    let (s, v, _) = http(
+        "POST",
+        &c.a.rest("/admin/keys"),
+        Some(json!({"role": "admin", "label": "doomed"})),
+        &[("authorization", &auth(&kept))],
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let doomed = v["key"].as_str().unwrap().to_string();
+    let doomed_id = v["id"].as_str().unwrap().to_string();
+    // Keys exist now: B requires one.
+    let mut status = 0;
+    for _ in 0..400 {
+        status = get(&c.b.rest("/agents")).await.0;
+        if status == 401 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, 401, "B learned that keys exist");
+    let (s, _, _) = http(
+        "GET",
+        &c.b.rest("/agents"),
+        None,
+        &[("authorization", &auth(&doomed))],
+    )
+    .await;
+    assert_eq!(s, 200, "a key made on A works on B");
+    // Revoked on B: refused on A.
+    let (s, v, _) = http(
+        "DELETE",
+        &c.b.rest(&format!("/admin/keys/{doomed_id}")),
+        None,
+        &[("authorization", &auth(&kept))],
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    for _ in 0..400 {
+        status = http(
+            "GET",
+            &c.a.rest("/agents"),
+            None,
+            &[("authorization", &auth(&doomed))],
+        )
+        .await
+        .0;
+        if status == 401 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, 401, "the revoked key stopped working on A");
+    let (s, _, _) = http(
+        "GET",
+        &c.a.rest("/agents"),
+        None,
+        &[("authorization", &auth(&kept))],
+    )
+    .await;
+    assert_eq!(s, 200);
+}
