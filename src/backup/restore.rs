@@ -84,9 +84,9 @@ fn write_records_with(
         if batch.is_empty() {
             return Ok(());
         }
-        let ops = batch.drain(..).map(Record::into_op).collect();
+        let records = std::mem::take(batch);
         handle
-            .block_on(target.write(ops))
+            .block_on(target.load(records))
             .map_err(BackupError::from)
     };
     read(snapshot, &mut |r| {

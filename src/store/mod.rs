@@ -248,6 +248,14 @@ pub trait Store: Send + Sync + 'static {
         out: &mut (dyn FnMut(Record) -> StoreResult<()> + Send),
     ) -> StoreResult<()>;
 
+    /// Adds records read from a snapshot to a store being filled (restore, backend
+    /// migration): none of them may exist yet. Atomic per call. Backends with a faster bulk
+    /// path than [`Store::write`] (Postgres `COPY`) override it.
+    async fn load(&self, records: Vec<Record>) -> StoreResult<()> {
+        self.write(records.into_iter().map(Record::into_op).collect())
+            .await
+    }
+
     async fn counts(&self) -> StoreResult<StoreCounts>;
     /// Cheap liveness probe.
     async fn ping(&self) -> StoreResult<()>;

@@ -39,7 +39,8 @@ use futures_util::StreamExt;
 use futures_util::future::try_join_all;
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
-use tokio_postgres::types::{Json, ToSql};
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{Json, ToSql, Type};
 use tokio_postgres::{IsolationLevel, NoTls, Row};
 
 use super::migrations::{self, Applied, Mode, Report};
@@ -711,6 +712,62 @@ fn op_statements<'a>(
     Ok(())
 }
 
+/// The `COPY` target (table and columns) and column types for the rows of a write statement:
+/// the first parameters of the statement, in column order.
+fn copy_target(stmt: usize) -> Option<(&'static str, &'static [Type])> {
+    const AGENTS: &[Type] = &[Type::TEXT, Type::JSONB, Type::TEXT, Type::BOOL, Type::INT8];
+    const SESSIONS: &[Type] = &[
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::INT8,
+        Type::INT8,
+    ];
+    const REQUESTS: &[Type] = &[
+        Type::TEXT, // id
+        Type::TEXT, // agent_id
+        Type::TEXT, // capability
+        Type::TEXT, // input
+        Type::TEXT, // session_id
+        Type::TEXT, // parent_id
+        Type::TEXT, // idempotency_key
+        Type::TEXT, // principal
+        Type::TEXT, // state
+        Type::INT8, // created_at
+        Type::INT8, // started_at
+        Type::INT8, // finished_at
+        Type::TEXT, // result
+        Type::TEXT, // error
+        Type::INT4, // attempts
+        Type::TEXT, // lease_owner
+        Type::INT8, // lease_expires_at
+    ];
+    const EVENTS: &[Type] = &[Type::TEXT, Type::INT8, Type::INT8, Type::TEXT, Type::TEXT];
+    const IDEMPOTENCY: &[Type] = &[Type::TEXT, Type::TEXT, Type::TEXT, Type::INT8];
+    const AUX: &[Type] = &[Type::TEXT, Type::TEXT, Type::BYTEA];
+    Some(match stmt {
+        PUT_AGENT => ("agents (id, spec, source, removed, updated_at)", AGENTS),
+        PUT_SESSION => (
+            "sessions (id, principal, agent_id, metadata, created_at, closed_at)",
+            SESSIONS,
+        ),
+        PUT_REQUEST => (
+            "requests (id, agent_id, capability, input, session_id, parent_id, idempotency_key, \
+             principal, state, created_at, started_at, finished_at, result, error, attempts, \
+             lease_owner, lease_expires_at)",
+            REQUESTS,
+        ),
+        PUT_EVENT => ("events (request_id, seq, ts, kind, data)", EVENTS),
+        PUT_IDEM => (
+            "idempotency (scope, request_id, args_hash, expires_at)",
+            IDEMPOTENCY,
+        ),
+        PUT_AUX => ("aux (tbl, key, value)", AUX),
+        _ => return None,
+    })
+}
+
 /// Applies `ops` in one transaction in one round trip: `BEGIN`, the statements and `COMMIT`
 /// are prepared statements sent back to back (pipelined) on one connection. If a statement
 /// fails, the server skips the rest of the transaction and turns the queued `COMMIT` into a
@@ -1302,6 +1359,47 @@ impl Store for PostgresStore {
             count_error();
         }
         r
+    }
+
+    /// Binary `COPY` per run of records of one table, in one transaction: several times
+    /// faster than upserts for a restore into a fresh schema.
+    async fn load(&self, records: Vec<Record>) -> StoreResult<()> {
+        let ops: Vec<Op> = records.into_iter().map(Record::into_op).collect();
+        let mut rows = Vec::with_capacity(ops.len());
+        for op in &ops {
+            op_statements(op, None, &mut rows)?;
+        }
+        let mut client = self.pool.get().await.map_err(pool_err)?;
+        let tx = client.transaction().await.map_err(pg_err)?;
+        let mut start = 0;
+        while start < rows.len() {
+            let stmt = rows[start].0;
+            let end = rows[start..]
+                .iter()
+                .position(|(s, _)| *s != stmt)
+                .map_or(rows.len(), |n| start + n);
+            let Some((target, types)) = copy_target(stmt) else {
+                return Err(StoreError::Other(format!(
+                    "statement {stmt} has no bulk load; records of this kind cannot be loaded"
+                )));
+            };
+            let sink = tx
+                .copy_in(&format!("COPY {target} FROM STDIN (FORMAT binary)"))
+                .await
+                .map_err(pg_err)?;
+            let mut writer = std::pin::pin!(BinaryCopyInWriter::new(sink, types));
+            for (_, params) in &rows[start..end] {
+                let row: Vec<&(dyn ToSql + Sync)> = params
+                    .iter()
+                    .take(types.len())
+                    .map(|p| &**p as &(dyn ToSql + Sync))
+                    .collect();
+                writer.as_mut().write(&row).await.map_err(pg_err)?;
+            }
+            writer.finish().await.map_err(pg_err)?;
+            start = end;
+        }
+        tx.commit().await.map_err(pg_err)
     }
 
     async fn counts(&self) -> StoreResult<StoreCounts> {

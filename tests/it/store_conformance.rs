@@ -610,11 +610,9 @@ pub async fn export_yields_every_record(b: &dyn Backend) {
     .await
     .unwrap();
     assert_eq!(got, written);
-    // A fresh store written from the export holds the same records.
+    // A fresh store loaded from the export (the restore path) holds the same records.
     let t = b.fresh().await;
-    t.write(got.clone().into_iter().map(Record::into_op).collect())
-        .await
-        .unwrap();
+    t.load(got.clone()).await.unwrap();
     let mut again = Vec::new();
     t.export(&mut |r| {
         again.push(r);
@@ -628,6 +626,87 @@ pub async fn export_yields_every_record(b: &dyn Backend) {
         .export(&mut |_| Err(StoreError::Other("stop".into())))
         .await;
     assert!(matches!(r, Err(StoreError::Other(m)) if m == "stop"));
+}
+
+/// `load` (restores) fills every table and keeps the indexes: active requests, requests by
+/// session, idempotency expiry, aux scans; records of one kind may come in several runs.
+pub async fn load_keeps_indexes(b: &dyn Backend) {
+    let s = b.fresh().await;
+    let mut records = vec![Record::Agent(agent("a")), Record::Agent(agent("b"))];
+    for i in 0..50 {
+        let state = if i % 5 == 0 {
+            RequestState::Queued
+        } else {
+            RequestState::Done
+        };
+        let mut r = request(&format!("r{i:02}"), state, Some("s1"), "a");
+        r.input = format!(r#"{{"x":{i},"text":"caf\u00e9 \"quoted\""}}"#);
+        records.push(Record::Request(r));
+    }
+    for i in 0..50 {
+        records.push(Record::Event(event(
+            &format!("r{i:02}"),
+            1,
+            EventKind::Start,
+        )));
+        records.push(Record::Event(event(
+            &format!("r{i:02}"),
+            2,
+            EventKind::Chunk(r#"{"t":"ünïcode"}"#.into()),
+        )));
+    }
+    records.push(Record::Idempotency(IdempotencyRecord {
+        scope: "sc".into(),
+        request_id: "r01".into(),
+        args_hash: "h".into(),
+        expires_at: 99,
+    }));
+    for k in ["k2", "k1"] {
+        records.push(Record::Aux {
+            table: Aux::Audit,
+            key: k.into(),
+            value: vec![0, 255, 7],
+        });
+    }
+    let (first, second) = records.split_at(60);
+    s.load(first.to_vec()).await.unwrap();
+    s.load(second.to_vec()).await.unwrap();
+    let c = s.counts().await.unwrap();
+    assert_eq!((c.agents, c.requests, c.events), (2, 50, 100));
+    assert_eq!(s.active_requests().await.unwrap().len(), 10);
+    let in_session = s
+        .list_requests(&RequestFilter {
+            session_id: Some("s1".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(in_session.len(), 50);
+    let r7 = s.get_request("r07").await.unwrap().unwrap();
+    assert_eq!(Record::Request(r7), records[9]);
+    assert_eq!(s.last_seq("r49").await.unwrap(), 2);
+    assert_eq!(
+        s.expired_idempotency(100, 10).await.unwrap(),
+        vec!["sc".to_string()]
+    );
+    let aux = s.scan_aux(Aux::Audit, "", None, 10).await.unwrap();
+    assert_eq!(
+        aux,
+        vec![
+            ("k1".to_string(), vec![0, 255, 7]),
+            ("k2".to_string(), vec![0, 255, 7])
+        ]
+    );
+    // The loaded store takes ordinary writes.
+    s.write(vec![Op::PutRequest(request(
+        "r00",
+        RequestState::Done,
+        Some("s1"),
+        "a",
+    ))])
+    .await
+    .unwrap();
+    assert_eq!(s.active_requests().await.unwrap().len(), 9);
 }
 
 pub async fn closed_store_refuses_writes(b: &dyn Backend) {
@@ -660,6 +739,7 @@ macro_rules! conformance_suite {
             check!(delete_request_removes_everything);
             check!(idempotency_records);
             check!(idempotency_claims_are_exclusive);
+            check!(load_keeps_indexes);
             check!(concurrent_writers_all_land);
             check!(data_survives_reopen);
             check!(closed_store_refuses_writes);
