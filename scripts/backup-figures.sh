@@ -7,7 +7,7 @@
 #
 # For each size: a release server on a fresh redb store is filled with `a2a-mcp bench`
 # (echo, 3 chunks: per request 1 request record, 5 events and 1 audit entry), then it times
-# `backup create` through the running server and offline, `backup verify`, `backup list`,
+# `backup create` through the running server and offline, `backup verify`, `backup list --verify`,
 # `backup restore` into a fresh redb, over the existing redb (the real restore), into SQLite and
 # into Postgres (a scratch schema, dropped at the end), `backup create` from SQLite and
 # Postgres, and the whole recovery drill (stop, restore, start, /readyz, counts equal the
@@ -133,7 +133,7 @@ for N in "${SIZES[@]}"; do
 
   timed "backup create (offline)" "$B" --data-dir "$D/state" backup create --dir "$D/offline" >/dev/null
   timed "backup verify" "$B" backup verify "$SNAP" >/dev/null
-  timed "backup list (verifies each)" "$B" backup list --dir "$D/online" >/dev/null
+  timed "backup list --verify (verifies each)" "$B" backup list --verify --dir "$D/online" >/dev/null
   EXPECT=$(snap_counts "$SNAP")
 
   timed "backup restore -> fresh redb" "$B" --data-dir "$D/redb" backup restore "$SNAP" >/dev/null

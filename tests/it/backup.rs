@@ -407,11 +407,44 @@ async fn cli_round_trip_and_refusals() {
     let snap = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("records") && err.contains("ms"), "{err}");
+    // Two snapshots: the newest is verified by default, every one with --verify.
+    let out = cli(
+        dir.path(),
+        &["backup", "create", "--dir", &snaps.display().to_string()],
+    );
+    assert!(out.status.success());
+    let newest = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let out = cli(
         dir.path(),
         &["backup", "list", "--dir", &snaps.display().to_string()],
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("verified"));
+    let listed = String::from_utf8_lossy(&out.stdout).to_string();
+    let lines: Vec<&str> = listed.lines().collect();
+    assert_eq!(lines.len(), 2, "{listed}");
+    assert!(
+        lines[0].contains(&snap) && lines[0].contains("--verify"),
+        "{listed}"
+    );
+    assert!(
+        lines[1].contains(&newest) && lines[1].ends_with("  verified"),
+        "{listed}"
+    );
+    let out = cli(
+        dir.path(),
+        &[
+            "backup",
+            "list",
+            "--verify",
+            "--dir",
+            &snaps.display().to_string(),
+        ],
+    );
+    let listed = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        listed.lines().all(|l| l.ends_with("  verified")),
+        "{listed}"
+    );
+    std::fs::remove_file(&newest).unwrap();
     let b = TestBinary::serve(dir.path(), &[]).await;
     let (_, v) = post(
         &b.rest("/agents/echo/invoke"),
