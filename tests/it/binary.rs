@@ -152,6 +152,7 @@ async fn second_process_on_the_same_store_is_refused_clearly() {
         .arg("--data-dir")
         .arg(dir.path())
         .args(["--stream-port", "0", "--metrics-port", "0", "serve"])
+        .env("A2A_BACKUP_DIR", dir.path().join("backup"))
         .output()
         .await
         .unwrap();
@@ -167,6 +168,7 @@ async fn second_process_on_the_same_store_is_refused_clearly() {
         .arg("--data-dir")
         .arg(dir.path())
         .args(["--stream-port", "0", "stdio"])
+        .env("A2A_BACKUP_DIR", dir.path().join("backup"))
         .stdin(std::process::Stdio::null())
         .output()
         .await

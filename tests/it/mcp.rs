@@ -95,6 +95,9 @@ async fn python_stdio(mode: &str) {
         dir.path().display().to_string(),
         "--catalog-dir".to_string(),
         repo_dir().join("data/catalog").display().to_string(),
+        // The SDK starts the server with a minimal environment, in the test's directory.
+        "--set".to_string(),
+        format!("backup_dir={}", dir.path().join("backup").display()),
         "--stream-port".to_string(),
         "0".to_string(),
         "stdio".to_string(),
@@ -239,6 +242,7 @@ async fn stdio_writes_only_protocol_to_stdout_and_exits_on_eof() {
         .arg("--catalog-dir")
         .arg(repo_dir().join("data/catalog"))
         .args(["--stream-port", "0", "--log-level", "debug", "stdio"])
+        .env("A2A_BACKUP_DIR", dir.path().join("backup"))
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())

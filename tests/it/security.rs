@@ -859,6 +859,7 @@ async fn production_refuses_an_open_listener_until_a_key_exists() {
             .args(args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("A2A_BACKUP_DIR", dir.path().join("backup"))
             .env("A2A_ENV", "production");
         cmd.output().unwrap()
     };

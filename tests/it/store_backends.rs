@@ -120,6 +120,7 @@ fn bin() -> tokio::process::Command {
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("LOG_LEVEL", "warn")
+        .env("A2A_BACKUP_INTERVAL", "off")
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
     cmd

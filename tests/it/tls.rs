@@ -340,6 +340,7 @@ async fn bad_tls_configuration_stops_startup_clearly() {
         .arg("--data-dir")
         .arg(dir.path())
         .args(["--stream-port", "0", "--metrics-port", "0", "serve"])
+        .env("A2A_BACKUP_DIR", dir.path().join("backup"))
         .env("A2A_TLS_CERT", &bogus)
         .env("A2A_TLS_KEY", &bogus)
         .output()
