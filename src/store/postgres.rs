@@ -1096,6 +1096,29 @@ impl PostgresStore {
         self.with(|c| async move { query(&c, sql, params).await })
             .await
     }
+
+    /// Leases to `$1` until `$2` at most `$4` requests matching `condition`, oldest first,
+    /// skipping rows another replica is claiming; returns them in id order.
+    async fn lease_where(
+        &self,
+        condition: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> StoreResult<Vec<RequestRecord>> {
+        let sql = format!(
+            "UPDATE requests SET lease_owner = $1, lease_expires_at = $2 WHERE id IN ( \
+               SELECT id FROM requests WHERE {condition} \
+               ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED) \
+             RETURNING {REQUEST_COLS}"
+        );
+        let mut out: Vec<RequestRecord> = self
+            .rows(&sql, params)
+            .await?
+            .iter()
+            .map(request_from)
+            .collect::<StoreResult<_>>()?;
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
 }
 
 #[async_trait]
@@ -1482,23 +1505,12 @@ impl Store for PostgresStore {
         now_ms: i64,
         limit: usize,
     ) -> StoreResult<Vec<RequestRecord>> {
-        let limit = limit_i64(limit);
-        let sql = format!(
-            "UPDATE requests SET lease_owner = $1, lease_expires_at = $2 WHERE id IN ( \
-               SELECT id FROM requests WHERE state IN ('queued', 'running') \
-               AND (lease_owner IS NULL OR lease_expires_at IS NULL OR lease_expires_at < $3 \
-                    OR ($5 AND lease_owner = $1)) \
-               ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED) \
-             RETURNING {REQUEST_COLS}"
-        );
-        let mut out: Vec<RequestRecord> = self
-            .rows(&sql, &[&owner, &until_ms, &now_ms, &limit, &own])
-            .await?
-            .iter()
-            .map(request_from)
-            .collect::<StoreResult<_>>()?;
-        out.sort_by(|a, b| a.id.cmp(&b.id));
-        Ok(out)
+        self.lease_where(
+            "state IN ('queued', 'running') AND (lease_owner IS NULL OR lease_expires_at IS NULL \
+             OR lease_expires_at < $3 OR ($5 AND lease_owner = $1))",
+            &[&owner, &until_ms, &now_ms, &limit_i64(limit), &own],
+        )
+        .await
     }
 
     async fn steal_queued(
@@ -1509,22 +1521,12 @@ impl Store for PostgresStore {
         before_ms: i64,
         limit: usize,
     ) -> StoreResult<Vec<RequestRecord>> {
-        let limit = limit_i64(limit);
-        let sql = format!(
-            "UPDATE requests SET lease_owner = $1, lease_expires_at = $2 WHERE id IN ( \
-               SELECT id FROM requests WHERE state = 'queued' \
-               AND lease_owner IS DISTINCT FROM $1 AND created_at < $3 AND agent_id = ANY($5) \
-               ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED) \
-             RETURNING {REQUEST_COLS}"
-        );
-        let mut out: Vec<RequestRecord> = self
-            .rows(&sql, &[&owner, &until_ms, &before_ms, &limit, &agents])
-            .await?
-            .iter()
-            .map(request_from)
-            .collect::<StoreResult<_>>()?;
-        out.sort_by(|a, b| a.id.cmp(&b.id));
-        Ok(out)
+        self.lease_where(
+            "state = 'queued' AND lease_owner IS DISTINCT FROM $1 AND created_at < $3 \
+             AND agent_id = ANY($5)",
+            &[&owner, &until_ms, &before_ms, &limit_i64(limit), &agents],
+        )
+        .await
     }
 
     async fn release_leases(&self, owner: &str) -> StoreResult<u64> {

@@ -565,24 +565,14 @@ async fn api_keys_reach_every_replica_through_redis() {
     assert_eq!(s, 201, "{v}");
     let doomed = v["key"].as_str().unwrap().to_string();
     let doomed_id = v["id"].as_str().unwrap().to_string();
-    // Keys exist now: B requires one.
-    let mut status = 0;
-    for _ in 0..400 {
-        status = get(&c.b.rest("/agents")).await.0;
-        if status == 401 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(status, 401, "B learned that keys exist");
-    let (s, _, _) = http(
-        "GET",
-        &c.b.rest("/agents"),
-        None,
-        &[("authorization", &auth(&doomed))],
-    )
-    .await;
-    assert_eq!(s, 200, "a key made on A works on B");
+    // Keys exist now: B requires one, and takes the key made on A.
+    let agents_b = c.b.rest("/agents");
+    assert_eq!(
+        poll_status(&agents_b, None, 401).await,
+        401,
+        "B learned that keys exist"
+    );
+    assert_eq!(poll_status(&agents_b, Some(&doomed), 200).await, 200);
     // Revoked on B: refused on A.
     let (s, v, _) = http(
         "DELETE",
@@ -592,27 +582,27 @@ async fn api_keys_reach_every_replica_through_redis() {
     )
     .await;
     assert_eq!(s, 200, "{v}");
+    let agents_a = c.a.rest("/agents");
+    assert_eq!(
+        poll_status(&agents_a, Some(&doomed), 401).await,
+        401,
+        "the revoked key stopped working on A"
+    );
+    assert_eq!(poll_status(&agents_a, Some(&kept), 200).await, 200);
+}
+
+/// GETs `url` (with `key` as bearer) until it answers `want`, for up to 20 s; returns the
+/// last status.
+async fn poll_status(url: &str, key: Option<&str>, want: u16) -> u16 {
+    let auth = key.map(|k| format!("Bearer {k}"));
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", a.as_str())).collect();
+    let mut status = 0;
     for _ in 0..400 {
-        status = http(
-            "GET",
-            &c.a.rest("/agents"),
-            None,
-            &[("authorization", &auth(&doomed))],
-        )
-        .await
-        .0;
-        if status == 401 {
+        status = http("GET", url, None, &headers).await.0;
+        if status == want {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(status, 401, "the revoked key stopped working on A");
-    let (s, _, _) = http(
-        "GET",
-        &c.a.rest("/agents"),
-        None,
-        &[("authorization", &auth(&kept))],
-    )
-    .await;
-    assert_eq!(s, 200);
+    status
 }
