@@ -288,6 +288,8 @@ pub const SETTINGS: &[Setting] = &[
        "PEM private key for `tls_cert`."),
     s!("tls_client_ca", ["A2A_TLS_CLIENT_CA"], "",
        "PEM CA bundle: when set, clients of the API listener must present a certificate it signed (mTLS)."),
+    s!(secret "ops_token", ["A2A_OPS_TOKEN"], "",
+       "When set, `/metrics` and `/api/agent` on the operations listener require `Authorization: Bearer <token>` (Prometheus: `authorization.credentials_file`); `/healthz` and `/readyz` stay open for probes."),
     s!("ops_tls", ["A2A_OPS_TLS"], "on",
        "`on`: the operations listener uses TLS too when a certificate is set; `off`: plain HTTP (e.g. for an in-cluster scraper)."),
     s!("header_timeout", ["A2A_HEADER_TIMEOUT"], "30s",
@@ -435,6 +437,8 @@ pub struct Config {
     pub otel_export_interval: Duration,
     pub max_streams_per_key: usize,
     pub audit_retention: Duration,
+    /// Bearer token for `/metrics` and `/api/agent` on the operations listener.
+    pub ops_token: Option<String>,
     pub key_refresh: Duration,
     /// Internal networks push webhooks may reach (`crate::egress`).
     pub push_allowed_networks: Vec<ipnet::IpNet>,
@@ -726,6 +730,7 @@ impl Config {
             otel_export_interval: raw.duration("otel_export_interval")?,
             max_streams_per_key: raw.positive("max_streams_per_key")?,
             audit_retention: raw.duration("audit_retention")?,
+            ops_token: raw.text("ops_token"),
             key_refresh: {
                 let d = raw.duration("key_refresh")?;
                 if d < Duration::from_millis(100) {

@@ -7,12 +7,16 @@
 //! - `GET /metrics` → Prometheus text format.
 //! - `GET /api/agent?action=status` → agent, queue, worker and store statistics (the original
 //!   server's endpoint); `action=agents` lists the agents.
+//!
+//! `A2A_OPS_TOKEN` puts `/metrics` and `/api/agent` behind a bearer token; the probes stay
+//! open.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use http::StatusCode;
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 use warp::Filter;
 use warp::filters::BoxedFilter;
 
@@ -39,7 +43,11 @@ pub fn routes(ctx: Arc<ApiContext>) -> BoxedFilter<(warp::reply::Response,)> {
         warp::path("metrics")
             .and(warp::path::end())
             .and(warp::get())
-            .map(move || {
+            .and(warp::header::optional::<String>("authorization"))
+            .map(move |auth: Option<String>| {
+                if let Some(denied) = ops_denied(&ctx, auth.as_deref()) {
+                    return denied;
+                }
                 refresh_gauges(&ctx);
                 let mut resp = warp::reply::Response::new(metrics::render().into());
                 resp.headers_mut().insert(
@@ -54,7 +62,16 @@ pub fn routes(ctx: Arc<ApiContext>) -> BoxedFilter<(warp::reply::Response,)> {
         warp::path!("api" / "agent")
             .and(warp::get())
             .and(warp::query::<HashMap<String, String>>())
-            .then(move |q: HashMap<String, String>| agent_api(ctx.clone(), q))
+            .and(warp::header::optional::<String>("authorization"))
+            .then(move |q: HashMap<String, String>, auth: Option<String>| {
+                let ctx = ctx.clone();
+                async move {
+                    match ops_denied(&ctx, auth.as_deref()) {
+                        Some(denied) => denied,
+                        None => agent_api(ctx, q).await,
+                    }
+                }
+            })
     };
     health
         .or(ready)
@@ -64,6 +81,32 @@ pub fn routes(ctx: Arc<ApiContext>) -> BoxedFilter<(warp::reply::Response,)> {
         .or(status)
         .unify()
         .boxed()
+}
+
+/// With `A2A_OPS_TOKEN` set, `/metrics` and `/api/agent` answer only `Authorization: Bearer
+/// <token>` (compared as SHA-256 digests, so the time taken says nothing about the token);
+/// `/healthz` and `/readyz` stay open for probes.
+fn ops_denied(ctx: &ApiContext, auth: Option<&str>) -> Option<warp::reply::Response> {
+    let want = ctx.config.ops_token.as_deref()?;
+    let given = auth
+        .and_then(|a| {
+            a.strip_prefix("Bearer ")
+                .or_else(|| a.strip_prefix("bearer "))
+        })
+        .unwrap_or("");
+    if Sha256::digest(given.trim().as_bytes()) == Sha256::digest(want.as_bytes()) {
+        return None;
+    }
+    let mut resp = json_response(
+        StatusCode::UNAUTHORIZED,
+        &json!({"error": {"code": "unauthenticated",
+            "message": "this endpoint needs the operations token: send Authorization: Bearer <A2A_OPS_TOKEN>"}}),
+    );
+    resp.headers_mut().insert(
+        http::header::WWW_AUTHENTICATE,
+        http::HeaderValue::from_static("Bearer realm=\"a2a-mcp ops\""),
+    );
+    Some(resp)
 }
 
 fn refresh_gauges(ctx: &ApiContext) {

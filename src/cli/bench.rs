@@ -28,6 +28,9 @@ pub struct BenchArgs {
     /// Operations endpoint (for the server's memory figures); empty to skip.
     #[arg(long, default_value = "http://127.0.0.1:3000")]
     pub ops_url: String,
+    /// Bearer token of the operations endpoint, when the server sets A2A_OPS_TOKEN.
+    #[arg(long, env = "A2A_OPS_TOKEN", hide_env_values = true)]
+    pub ops_token: Option<String>,
     /// Concurrent clients.
     #[arg(short = 'c', long, default_value_t = 10)]
     pub concurrency: usize,
@@ -114,7 +117,7 @@ pub async fn run(args: BenchArgs) -> Exit {
     } else {
         lat.iter().sum::<u64>() as f64 / lat.len() as f64 / 1000.0
     };
-    let rss = server_rss(&args.ops_url).await;
+    let rss = server_rss(&args.ops_url, args.ops_token.as_deref()).await;
     let report = json!({
         "concurrency": args.concurrency,
         "durationSeconds": elapsed.as_secs_f64(),
@@ -299,7 +302,7 @@ async fn follow(answer: &Value, ws: &mut Option<Ws>, args: &BenchArgs) -> Result
     }
 }
 
-async fn server_rss(ops_url: &str) -> Option<i64> {
+async fn server_rss(ops_url: &str, token: Option<&str>) -> Option<i64> {
     if ops_url.is_empty() {
         return None;
     }
@@ -308,7 +311,12 @@ async fn server_rss(ops_url: &str) -> Option<i64> {
         .ok()?;
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<http_body_util::Empty<bytes::Bytes>>();
-    let resp = tokio::time::timeout(Duration::from_secs(5), client.get(url))
+    let mut req = http::Request::get(url);
+    if let Some(t) = token {
+        req = req.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    let req = req.body(http_body_util::Empty::new()).ok()?;
+    let resp = tokio::time::timeout(Duration::from_secs(5), client.request(req))
         .await
         .ok()?
         .ok()?;

@@ -1105,3 +1105,35 @@ async fn a2a_surface_enforces_keys_roles_and_ownership() {
     assert!(out.contains("ALL OK"), "{out}");
     th.stop().await;
 }
+
+/// `A2A_OPS_TOKEN` puts the metrics and the status report behind a bearer token; the probes
+/// stay open (kubelet and load balancers send no credentials).
+#[tokio::test]
+async fn ops_token_guards_metrics_and_status_but_not_probes() {
+    let th = TestHub::start_with(&[("ops_token", "ops-s3cret")]).await;
+    for probe in ["/healthz", "/readyz"] {
+        let (s, _) = get(&th.ops_url(probe)).await;
+        assert_eq!(s, 200, "{probe}");
+    }
+    for path in ["/metrics", "/api/agent?action=status"] {
+        let url = th.ops_url(path);
+        let (s, v, h) = http("GET", &url, None, &[]).await;
+        assert_eq!(s, 401, "{path}: {v}");
+        assert!(h.get("www-authenticate").is_some(), "{path}");
+        assert!(v.to_string().contains("A2A_OPS_TOKEN"), "{v}");
+        let (s, _, _) = http("GET", &url, None, &[("authorization", "Bearer wrong")]).await;
+        assert_eq!(s, 401, "{path}");
+        // An API key is not the ops token.
+        let (s, _, _) = http("GET", &url, None, &[("authorization", "Bearer ops-s3cre")]).await;
+        assert_eq!(s, 401, "{path}");
+        let (s, v, _) = http("GET", &url, None, &[("authorization", "Bearer ops-s3cret")]).await;
+        assert_eq!(s, 200, "{path}");
+        let served = if path == "/metrics" {
+            v.as_str().is_some_and(|t| t.contains("# TYPE a2a_"))
+        } else {
+            v["stats"].is_object()
+        };
+        assert!(served, "{path}: {v}");
+    }
+    th.stop().await;
+}
