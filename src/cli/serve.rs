@@ -60,6 +60,27 @@ pub async fn open_hub(config: &Config) -> Result<Hub, String> {
         .map_err(|e| format!("cannot start the hub: {}", e.message))
 }
 
+/// `1d`, `6h`, `90m`, `45s`: how intervals are written in the configuration.
+fn short_duration(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0 => format!("{}ms", d.as_millis()),
+        _ if s.is_multiple_of(86_400) => format!("{}d", s / 86_400),
+        _ if s.is_multiple_of(3_600) => format!("{}h", s / 3_600),
+        _ if s.is_multiple_of(60) => format!("{}m", s / 60),
+        _ => format!("{s}s"),
+    }
+}
+
+/// A directory as an absolute path: the working directory of a service or a desktop client
+/// is often not what the reader assumes.
+fn shown(p: &std::path::Path) -> String {
+    std::path::absolute(p)
+        .unwrap_or_else(|_| p.to_path_buf())
+        .display()
+        .to_string()
+}
+
 fn summary(config: &Config, hub: &Hub, api: Option<&Listener>, ops: Option<&Listener>) {
     let stats = hub.stats();
     let line = |k: &str, v: String| eprintln!("  {k:<12} {v}");
@@ -79,17 +100,37 @@ fn summary(config: &Config, hub: &Hub, api: Option<&Listener>, ops: Option<&List
             crate::config::StoreKind::Postgres => {
                 format!("postgres, schema {}", config.postgres.schema)
             }
-            _ => format!("{} in {}", hub.store_backend(), config.data_dir.display()),
+            _ => format!("{} in {}", hub.store_backend(), shown(&config.data_dir)),
         },
     );
     line(
         "catalog",
-        format!(
-            "{} ({} agents, {} enabled)",
-            config.catalog_dir.display(),
-            stats.agents_total,
-            stats.agents_enabled
-        ),
+        if config.catalog_dir.is_dir() {
+            format!(
+                "{} ({} agents, {} enabled)",
+                shown(&config.catalog_dir),
+                stats.agents_total,
+                stats.agents_enabled
+            )
+        } else {
+            format!(
+                "{} does not exist ({} agents from the store); set --catalog-dir",
+                shown(&config.catalog_dir),
+                stats.agents_total
+            )
+        },
+    );
+    line(
+        "backups",
+        match config.backup_interval {
+            Some(every) => format!(
+                "{}, every {}, kept {} days",
+                shown(&config.backup_dir),
+                short_duration(every),
+                config.backup_retention_days
+            ),
+            None => format!("{} (no scheduled backups)", shown(&config.backup_dir)),
+        },
     );
     if let Some(api) = api {
         let ws = if api.tls { "wss" } else { "ws" };

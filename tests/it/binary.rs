@@ -138,6 +138,18 @@ async fn sigterm_drains_and_exits_zero() {
     // The running job was allowed to finish before the exit.
     let b = TestBinary::serve(dir.path(), &[]).await;
     assert_eq!(status_of(&b, &id).await, "done");
+    // The ready summary names the directories in use, absolute.
+    let log = b.stderr_tail.lock().join("\n");
+    let store_line = format!("store        redb in {}", dir.path().display());
+    let backups_line = format!(
+        "backups      {} (no scheduled backups)",
+        dir.path().join("backup").display()
+    );
+    assert!(
+        log.contains(&store_line) && log.contains(&backups_line),
+        "{log}"
+    );
+    assert!(log.contains("/data/catalog (1 agents, 1 enabled)"), "{log}");
 }
 
 async fn status_of(b: &TestBinary, id: &str) -> String {
