@@ -16,12 +16,12 @@ use std::sync::Arc;
 
 use http::StatusCode;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use warp::Filter;
 use warp::filters::BoxedFilter;
 
-use super::{ApiContext, agent_view, json_response};
+use super::{ApiContext, agent_view, bearer, json_response};
 use crate::metrics;
+use crate::policy::keys::hash_token;
 
 pub fn routes(ctx: Arc<ApiContext>) -> BoxedFilter<(warp::reply::Response,)> {
     let health = {
@@ -43,9 +43,9 @@ pub fn routes(ctx: Arc<ApiContext>) -> BoxedFilter<(warp::reply::Response,)> {
         warp::path("metrics")
             .and(warp::path::end())
             .and(warp::get())
-            .and(warp::header::optional::<String>("authorization"))
-            .map(move |auth: Option<String>| {
-                if let Some(denied) = ops_denied(&ctx, auth.as_deref()) {
+            .and(warp::header::headers_cloned())
+            .map(move |headers: http::HeaderMap| {
+                if let Some(denied) = ops_denied(&ctx, &headers) {
                     return denied;
                 }
                 refresh_gauges(&ctx);
@@ -62,16 +62,18 @@ pub fn routes(ctx: Arc<ApiContext>) -> BoxedFilter<(warp::reply::Response,)> {
         warp::path!("api" / "agent")
             .and(warp::get())
             .and(warp::query::<HashMap<String, String>>())
-            .and(warp::header::optional::<String>("authorization"))
-            .then(move |q: HashMap<String, String>, auth: Option<String>| {
-                let ctx = ctx.clone();
-                async move {
-                    match ops_denied(&ctx, auth.as_deref()) {
-                        Some(denied) => denied,
-                        None => agent_api(ctx, q).await,
+            .and(warp::header::headers_cloned())
+            .then(
+                move |q: HashMap<String, String>, headers: http::HeaderMap| {
+                    let ctx = ctx.clone();
+                    async move {
+                        match ops_denied(&ctx, &headers) {
+                            Some(denied) => denied,
+                            None => agent_api(ctx, q).await,
+                        }
                     }
-                }
-            })
+                },
+            )
     };
     health
         .or(ready)
@@ -86,15 +88,10 @@ pub fn routes(ctx: Arc<ApiContext>) -> BoxedFilter<(warp::reply::Response,)> {
 /// With `A2A_OPS_TOKEN` set, `/metrics` and `/api/agent` answer only `Authorization: Bearer
 /// <token>` (compared as SHA-256 digests, so the time taken says nothing about the token);
 /// `/healthz` and `/readyz` stay open for probes.
-fn ops_denied(ctx: &ApiContext, auth: Option<&str>) -> Option<warp::reply::Response> {
+fn ops_denied(ctx: &ApiContext, headers: &http::HeaderMap) -> Option<warp::reply::Response> {
     let want = ctx.config.ops_token.as_deref()?;
-    let given = auth
-        .and_then(|a| {
-            a.strip_prefix("Bearer ")
-                .or_else(|| a.strip_prefix("bearer "))
-        })
-        .unwrap_or("");
-    if Sha256::digest(given.trim().as_bytes()) == Sha256::digest(want.as_bytes()) {
+    let given = bearer(headers).unwrap_or("");
+    if hash_token(given) == hash_token(want) {
         return None;
     }
     let mut resp = json_response(

@@ -468,6 +468,12 @@ pub fn list(dir: &Path) -> BackupResult<Vec<Result<SnapshotInfo, (PathBuf, Strin
     Ok(out)
 }
 
+/// The newest snapshot in `dir` whose manifest reads (what `restore --latest` takes and what
+/// the next scheduled backup is timed from).
+pub fn newest(dir: &Path) -> BackupResult<Option<SnapshotInfo>> {
+    Ok(list(dir)?.into_iter().flatten().next_back())
+}
+
 /// Deletes snapshots created before `now - retention_days`, never the newest one. Returns
 /// the deleted (or, with `dry_run`, the deletable) paths.
 pub fn prune(

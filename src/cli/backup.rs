@@ -193,11 +193,8 @@ pub async fn run(config: Config, cmd: BackupCommand) -> Exit {
 /// The newest snapshot in `dir` whose framing is intact (it is verified completely by the
 /// restore itself).
 fn newest_snapshot(dir: &std::path::Path) -> Result<PathBuf, String> {
-    let listed = backup::list(dir).map_err(|e| e.to_string())?;
-    listed
-        .into_iter()
-        .flatten()
-        .next_back()
+    backup::newest(dir)
+        .map_err(|e| e.to_string())?
         .map(|s| s.path)
         .ok_or_else(|| {
             format!(

@@ -99,12 +99,10 @@ impl Hub {
 
 /// When the next scheduled backup is due, from the newest snapshot on disk.
 fn next_due(hub: &Hub, interval: Duration) -> tokio::time::Instant {
-    let newest = backup::list(&hub.inner.cfg.backup_dir).ok().and_then(|l| {
-        l.into_iter()
-            .flatten()
-            .map(|s| s.manifest.created_at_ms)
-            .max()
-    });
+    let newest = backup::newest(&hub.inner.cfg.backup_dir)
+        .ok()
+        .flatten()
+        .map(|s| s.manifest.created_at_ms);
     let now = now_ms();
     let wait_ms = match newest {
         Some(t) => (t + interval.as_millis() as i64 - now).max(0) as u64,
@@ -121,14 +119,8 @@ pub(super) fn spawn_scheduler(hub: Hub) {
     let stopping = hub.inner.stopping.clone();
     tokio::spawn(async move {
         // Seed the age metric from disk so the "no backup in 26 h" alert is right after a restart.
-        if let Ok(list) = backup::list(&hub.inner.cfg.backup_dir)
-            && let Some(t) = list
-                .into_iter()
-                .flatten()
-                .map(|s| s.manifest.created_at_ms)
-                .max()
-        {
-            metrics::BACKUP_LAST_SUCCESS.set(t / 1000);
+        if let Ok(Some(s)) = backup::newest(&hub.inner.cfg.backup_dir) {
+            metrics::BACKUP_LAST_SUCCESS.set(s.manifest.created_at_ms / 1000);
         }
         loop {
             let due = next_due(&hub, interval);

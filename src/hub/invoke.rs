@@ -323,7 +323,8 @@ impl Hub {
         reason: Option<String>,
     ) -> HubResult<RequestRecord> {
         let rec = self.load_request(id).await?;
-        self.authorize_cancel(principal, &rec).await?;
+        self.authorize_modify(principal, &rec, "requests.cancel")
+            .await?;
         if rec.state.is_terminal() {
             return Err(HubError::new(
                 ErrorCode::NotCancelable,

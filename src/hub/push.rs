@@ -544,12 +544,12 @@ impl Hub {
             Ok(uri) => self.push_policy().check_url(&uri).err(),
             Err(e) => Some(format!("{:?} is not a valid URL: {e}", cfg.url)),
         };
+        if let Some(err) = refused {
+            self.give_up(cfg, err, 1);
+            return true;
+        }
         let mut backoff = RETRY_BACKOFF;
         for attempt in 1..=MAX_ATTEMPTS {
-            if let Some(err) = &refused {
-                self.give_up(cfg, err.clone(), 1);
-                return true;
-            }
             let r = tokio::select! {
                 _ = stop.cancelled() => return false,
                 r = tokio::time::timeout(ATTEMPT_TIMEOUT, http.post_expect_success(&cfg.url, headers, payload)) => r,

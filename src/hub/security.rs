@@ -335,16 +335,6 @@ impl Hub {
         ))
     }
 
-    pub(crate) async fn authorize_cancel(
-        &self,
-        p: &Principal,
-        rec: &RequestRecord,
-    ) -> HubResult<()> {
-        self.authorize_modify(p, rec, "requests.cancel").await
-    }
-
-    /// Invocation rules beyond the role: the agent's access list, and for agent principals
-    /// (and handoffs) the `agent:invoke:<target>` grant.
     /// The caller may act on this request (cancel it, set its push configs): its owner (not
     /// a viewer), or a role that may cancel every request. A denial is audited as `action`.
     pub(crate) async fn authorize_modify(
@@ -365,6 +355,8 @@ impl Hub {
         Err(e)
     }
 
+    /// Invocation rules beyond the role: the agent's access list, and for agent principals
+    /// (and handoffs) the `agent:invoke:<target>` grant.
     pub(crate) async fn authorize_invoke(
         &self,
         p: &Principal,

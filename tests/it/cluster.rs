@@ -486,7 +486,7 @@ async fn one_process_per_replica_id() {
     assert!(again.sigterm_and_wait().await.success());
     let d3 = tempfile::tempdir().unwrap();
     let third = TestBinary::serve(d3.path(), &c.env_of("a")).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // (Lines before the ready summary are in the tail once `serve` returns.)
     let log = third.stderr_tail.lock().join("\n");
     assert!(!log.contains("held by another process"), "{log}");
 }
@@ -497,8 +497,9 @@ async fn one_process_per_replica_id() {
 async fn an_idle_replica_takes_queued_work_from_a_busy_one() {
     let Some(url) = pg::url() else { return };
     let c = cluster(&url, None, &[("MAX_CONCURRENCY", "1")]).await;
-    // A runs one job at a time; this one holds its slot for about ten seconds.
-    let long = invoke_on(&c.a, "echo", echo_input("long", 100, 100)).await;
+    // A runs one job at a time; this one holds its slot for 100 s (canceled at the end), far
+    // longer than the 30 s the waiting jobs are given to finish.
+    let long = invoke_on(&c.a, "echo", echo_input("long", 1000, 100)).await;
     wait_status_on(&c.a, &long, "running").await;
     let mut waiting = Vec::new();
     for i in 0..4 {
