@@ -599,6 +599,13 @@ pub struct SessionRecord {
     pub closed_at: Option<i64>,
 }
 
+impl SessionRecord {
+    /// When the session last changed: its close, else its creation (retention counts from it).
+    pub fn last_change(&self) -> i64 {
+        self.closed_at.unwrap_or(self.created_at)
+    }
+}
+
 /// An idempotency key, scoped to its caller and bound to the arguments it was first used with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IdempotencyRecord {

@@ -145,6 +145,8 @@ pub enum Op {
     PutAgent(AgentRecord),
     DeleteAgent(String),
     PutSession(SessionRecord),
+    /// Delete a session record (and its index entry). Its requests are not touched.
+    DeleteSession(String),
     /// Insert or replace a request. Backends keep their secondary indexes (active requests,
     /// finished-by-time, by-session) in step with the record's state.
     PutRequest(RequestRecord),
@@ -173,15 +175,28 @@ pub enum Op {
     },
 }
 
-/// Filter for [`Store::list_requests`]. Results are ordered by request id (creation order).
+/// Filter for [`Store::list_requests`] and [`Store::list_requests_of`]. Results are ordered
+/// by request id (creation order; ids are time-ordered).
 #[derive(Debug, Clone, Default)]
 pub struct RequestFilter {
     pub session_id: Option<String>,
     pub agent_id: Option<String>,
     pub states: Vec<RequestState>,
-    /// Exclusive lower bound on the request id (for paging).
+    /// Exclusive cursor (for paging): ids strictly after it in the listing order, i.e.
+    /// greater ids oldest-first, smaller ids newest-first.
     pub after_id: Option<String>,
+    /// At most this many (0: no limit).
     pub limit: usize,
+}
+
+/// The order of a request listing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ListOrder {
+    /// Creation order (ascending id).
+    #[default]
+    OldestFirst,
+    /// Newest first (descending id).
+    NewestFirst,
 }
 
 /// Record counts, for `/healthz`, stats and backups.
@@ -213,9 +228,26 @@ pub trait Store: Send + Sync + 'static {
     async fn list_agents(&self) -> StoreResult<Vec<AgentRecord>>;
 
     async fn get_session(&self, id: &str) -> StoreResult<Option<SessionRecord>>;
+    /// Sessions whose last change (`closed_at`, else `created_at`) is strictly before
+    /// `before_ms`, ordered by (that time, id), strictly after the cursor `after` (a previous
+    /// page's last (time, id)), at most `limit`. For the retention sweeper.
+    async fn sessions_before(
+        &self,
+        before_ms: i64,
+        after: Option<(i64, &str)>,
+        limit: usize,
+    ) -> StoreResult<Vec<SessionRecord>>;
 
     async fn get_request(&self, id: &str) -> StoreResult<Option<RequestRecord>>;
     async fn list_requests(&self, filter: &RequestFilter) -> StoreResult<Vec<RequestRecord>>;
+    /// Requests made by `principal` that match `filter`, in `order`. Served from a
+    /// per-principal index, so it reads that caller's requests only, never the whole table.
+    async fn list_requests_of(
+        &self,
+        principal: &str,
+        filter: &RequestFilter,
+        order: ListOrder,
+    ) -> StoreResult<Vec<RequestRecord>>;
     /// Requests not in a terminal state, in creation order.
     async fn active_requests(&self) -> StoreResult<Vec<RequestRecord>>;
     /// Ids of terminal requests finished strictly before `before_ms`, oldest first.
@@ -396,22 +428,40 @@ pub async fn migrate(
         crate::config::StoreKind::Redb => {
             let path = config.data_dir.join("a2a-mcp.redb");
             let known = u32::try_from(redb::SCHEMA_VERSION).unwrap_or(u32::MAX);
-            let found = if path.exists() {
-                // Opening checks the recorded version (TooNew when newer) and the lock.
-                let store = redb::RedbStore::open(&path)?;
-                store.close().await?;
-                known
-            } else {
-                0
+            let version = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+            let changes_after = |v: u32| -> Vec<(u32, &'static str)> {
+                redb::LAYOUT_CHANGES
+                    .iter()
+                    .copied()
+                    .filter(|(n, _)| *n > v)
+                    .collect()
+            };
+            let (before, after, applied_now, pending) = match redb::layout_version(&path)? {
+                None => (0, 0, Vec::new(), Vec::new()),
+                Some(found) if found > redb::SCHEMA_VERSION || mode == migrations::Mode::Status => {
+                    if found > redb::SCHEMA_VERSION {
+                        // Opening refuses it with the message that names both versions.
+                        redb::RedbStore::open(&path)?;
+                    }
+                    let v = version(found);
+                    (v, v, Vec::new(), changes_after(v))
+                }
+                Some(found) => {
+                    // Opening upgrades an older layout (and checks the lock).
+                    let store = redb::RedbStore::open(&path)?;
+                    store.close().await?;
+                    let v = version(found);
+                    (v, known, changes_after(v), Vec::new())
+                }
             };
             Ok(migrations::Report {
                 backend: "redb",
                 location: path.display().to_string(),
-                before: found,
-                after: found,
+                before,
+                after,
                 latest: known,
-                applied_now: Vec::new(),
-                pending: Vec::new(),
+                applied_now,
+                pending,
                 history: Vec::new(),
             })
         }

@@ -45,7 +45,9 @@ use tokio_postgres::{IsolationLevel, NoTls, Row};
 
 use super::migrations::{self, Applied, Mode, Report};
 use super::sqlite::{kind_columns, kind_from_columns, parse_source, parse_state, source_str};
-use super::{Aux, Op, Record, RequestFilter, Store, StoreCounts, StoreError, StoreResult};
+use super::{
+    Aux, ListOrder, Op, Record, RequestFilter, Store, StoreCounts, StoreError, StoreResult,
+};
 use crate::config::PostgresSettings;
 use crate::metrics;
 use crate::model::{AgentRecord, Event, IdempotencyRecord, RequestRecord, SessionRecord};
@@ -532,8 +534,9 @@ const DELETE_IDEM: usize = 8;
 const PUT_AUX: usize = 9;
 const DELETE_AUX: usize = 10;
 const CLAIM_IDEM: usize = 11;
+const DELETE_SESSION: usize = 12;
 
-const WRITE_SQL: [&str; 12] = [
+const WRITE_SQL: [&str; 13] = [
     "INSERT INTO agents (id, spec, source, removed, updated_at) VALUES ($1, $2, $3, $4, $5) \
      ON CONFLICT (id) DO UPDATE SET spec = EXCLUDED.spec, source = EXCLUDED.source, \
      removed = EXCLUDED.removed, updated_at = EXCLUDED.updated_at",
@@ -577,6 +580,7 @@ const WRITE_SQL: [&str; 12] = [
      args_hash = EXCLUDED.args_hash, expires_at = EXCLUDED.expires_at \
      WHERE CASE WHEN idempotency.expires_at <= $5 THEN true \
      ELSE idempotency_taken(idempotency.scope) END",
+    "DELETE FROM sessions WHERE id = $1",
 ];
 
 type Param<'a> = Box<dyn ToSql + Sync + Send + 'a>;
@@ -596,6 +600,53 @@ fn ot(s: Option<&str>) -> Param<'_> {
         Some(s) => t(s),
         None => Box::new(None::<&str>),
     }
+}
+
+/// The query of a request listing (of one principal, through `requests_by_principal`, or of
+/// everyone) and its parameters.
+fn request_listing(
+    principal: Option<&str>,
+    filter: &RequestFilter,
+    order: ListOrder,
+) -> (String, Vec<Box<dyn ToSql + Sync + Send>>) {
+    let mut sql = format!("SELECT {REQUEST_COLS} FROM requests WHERE true");
+    let mut args: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
+    let cond = |sql: &mut String,
+                args: &mut Vec<Box<dyn ToSql + Sync + Send>>,
+                clause: &str,
+                v: Box<dyn ToSql + Sync + Send>| {
+        args.push(v);
+        sql.push_str(&format!(" AND {clause} ${}", args.len()));
+    };
+    if let Some(p) = principal {
+        cond(&mut sql, &mut args, "principal =", Box::new(p.to_string()));
+    }
+    if let Some(s) = &filter.session_id {
+        cond(&mut sql, &mut args, "session_id =", Box::new(s.clone()));
+    }
+    if let Some(a) = &filter.agent_id {
+        cond(&mut sql, &mut args, "agent_id =", Box::new(a.clone()));
+    }
+    if !filter.states.is_empty() {
+        let states: Vec<String> = filter
+            .states
+            .iter()
+            .map(|s| s.as_str().to_string())
+            .collect();
+        args.push(Box::new(states));
+        sql.push_str(&format!(" AND state = ANY(${})", args.len()));
+    }
+    let (cmp, dir) = match order {
+        ListOrder::OldestFirst => ("id >", "ASC"),
+        ListOrder::NewestFirst => ("id <", "DESC"),
+    };
+    if let Some(after) = &filter.after_id {
+        cond(&mut sql, &mut args, cmp, Box::new(after.clone()));
+    }
+    let limit: Option<i64> = (filter.limit != 0).then(|| limit_i64(filter.limit));
+    args.push(Box::new(limit));
+    sql.push_str(&format!(" ORDER BY id {dir} LIMIT ${}", args.len()));
+    (sql, args)
 }
 
 /// Who writes (multi-replica): the replica's id and when a lease taken now expires.
@@ -634,6 +685,7 @@ fn op_statements<'a>(
                 Box::new(r.closed_at),
             ],
         )),
+        Op::DeleteSession(id) => out.push((DELETE_SESSION, vec![t(id)])),
         Op::PutRequest(r) => out.push((
             PUT_REQUEST,
             vec![
@@ -1176,32 +1228,47 @@ impl Store for PostgresStore {
     }
 
     async fn list_requests(&self, filter: &RequestFilter) -> StoreResult<Vec<RequestRecord>> {
-        let mut sql = format!("SELECT {REQUEST_COLS} FROM requests WHERE true");
-        let states: Vec<&'static str> = filter.states.iter().map(|s| s.as_str()).collect();
-        let limit: Option<i64> = (filter.limit != 0).then(|| limit_i64(filter.limit));
-        let mut args: Vec<&(dyn ToSql + Sync)> = Vec::new();
-        if let Some(s) = &filter.session_id {
-            args.push(s);
-            sql.push_str(&format!(" AND session_id = ${}", args.len()));
-        }
-        if let Some(a) = &filter.agent_id {
-            args.push(a);
-            sql.push_str(&format!(" AND agent_id = ${}", args.len()));
-        }
-        if !states.is_empty() {
-            args.push(&states);
-            sql.push_str(&format!(" AND state = ANY(${})", args.len()));
-        }
-        if let Some(after) = &filter.after_id {
-            args.push(after);
-            sql.push_str(&format!(" AND id > ${}", args.len()));
-        }
-        args.push(&limit);
-        sql.push_str(&format!(" ORDER BY id LIMIT ${}", args.len()));
+        let (sql, args) = request_listing(None, filter, ListOrder::OldestFirst);
+        let args: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| &**a as _).collect();
         self.rows(&sql, &args)
             .await?
             .iter()
             .map(request_from)
+            .collect()
+    }
+
+    async fn list_requests_of(
+        &self,
+        principal: &str,
+        filter: &RequestFilter,
+        order: ListOrder,
+    ) -> StoreResult<Vec<RequestRecord>> {
+        let (sql, args) = request_listing(Some(principal), filter, order);
+        let args: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| &**a as _).collect();
+        self.rows(&sql, &args)
+            .await?
+            .iter()
+            .map(request_from)
+            .collect()
+    }
+
+    async fn sessions_before(
+        &self,
+        before_ms: i64,
+        after: Option<(i64, &str)>,
+        limit: usize,
+    ) -> StoreResult<Vec<SessionRecord>> {
+        let (after_ts, after_id) = after.unwrap_or((i64::MIN, ""));
+        let limit = limit_i64(limit);
+        let sql = format!(
+            "SELECT {SESSION_COLS} FROM sessions WHERE coalesce(closed_at, created_at) < $1 \
+             AND (coalesce(closed_at, created_at), id) > ($2, $3) \
+             ORDER BY coalesce(closed_at, created_at), id LIMIT $4"
+        );
+        self.rows(&sql, &[&before_ms, &after_ts, &after_id, &limit])
+            .await?
+            .iter()
+            .map(session_from)
             .collect()
     }
 

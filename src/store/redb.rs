@@ -5,9 +5,14 @@
 //! they never wait for the writer. The file is locked by the process that opened it: a second
 //! process gets [`StoreError::Locked`] with a message that says what to do instead.
 //!
-//! Secondary indexes kept here (mechanics, not business rules): `active` (non-terminal
-//! requests), `finished` (terminal requests by finish time, for retention), `by_session`, and
-//! `idem_exp` (idempotency keys by expiry).
+//! Secondary indexes kept here (mechanics, not business rules), each written in the same
+//! transaction as its record: `active` (non-terminal requests), `finished` (terminal requests
+//! by finish time, for retention), `by_session`, `by_principal` (one caller's requests, for
+//! listing), `sessions_by_time` (sessions by last change, for retention) and `idem_exp`
+//! (idempotency keys by expiry).
+//!
+//! Layout versions: 1 had no `by_principal` / `sessions_by_time`; opening a version-1 file
+//! builds both from the records in the open transaction and records version 2.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,12 +25,12 @@ use redb::{
 use super::codec::{decode, decode_json, encode, encode_json};
 use super::group_commit::{BatchWriter, GroupCommitter};
 use super::{
-    Aux, Op, Record, RequestFilter, Store, StoreCounts, StoreError, StoreResult, idempotency_taken,
+    Aux, ListOrder, Op, Record, RequestFilter, Store, StoreCounts, StoreError, StoreResult, idempotency_taken,
 };
 use crate::model::{AgentRecord, Event, IdempotencyRecord, RequestRecord, SessionRecord};
 
 /// Schema version of the redb layout. Bump with a migration when tables change.
-pub const SCHEMA_VERSION: u64 = 1;
+pub const SCHEMA_VERSION: u64 = 2;
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const AGENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("agents");
@@ -34,6 +39,12 @@ const REQUESTS: TableDefinition<&str, &[u8]> = TableDefinition::new("requests");
 const ACTIVE: TableDefinition<&str, ()> = TableDefinition::new("requests_active");
 const FINISHED: TableDefinition<(i64, &str), ()> = TableDefinition::new("requests_finished");
 const BY_SESSION: TableDefinition<(&str, &str), ()> = TableDefinition::new("requests_by_session");
+/// (principal, request id): one caller's requests (layout version 2).
+const BY_PRINCIPAL: TableDefinition<(&str, &str), ()> =
+    TableDefinition::new("requests_by_principal");
+/// (last change, session id): sessions by `closed_at`, else `created_at` (layout version 2).
+const SESSIONS_BY_TIME: TableDefinition<(i64, &str), ()> =
+    TableDefinition::new("sessions_by_time");
 const EVENTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("events");
 const IDEM: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency");
 const IDEM_EXP: TableDefinition<(i64, &str), ()> = TableDefinition::new("idempotency_expiry");
@@ -44,11 +55,40 @@ fn io<E: std::fmt::Display>(e: E) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
+/// Brings a file of an older layout up to [`SCHEMA_VERSION`], inside the transaction that
+/// opens it (all or nothing).
+fn upgrade(txn: &redb::WriteTransaction, from: u64) -> StoreResult<()> {
+    if from < 2 {
+        // Version 2 added the per-principal request index and the sessions-by-time index.
+        let requests = txn.open_table(REQUESTS).map_err(io)?;
+        let mut by_principal = txn.open_table(BY_PRINCIPAL).map_err(io)?;
+        for item in requests.iter().map_err(io)? {
+            let (_, v) = item.map_err(io)?;
+            let r: RequestRecord = decode("requests", v.value())?;
+            by_principal
+                .insert((r.principal.as_str(), r.id.as_str()), ())
+                .map_err(io)?;
+        }
+        let sessions = txn.open_table(SESSIONS).map_err(io)?;
+        let mut by_time = txn.open_table(SESSIONS_BY_TIME).map_err(io)?;
+        for item in sessions.iter().map_err(io)? {
+            let (_, v) = item.map_err(io)?;
+            let r: SessionRecord = decode("sessions", v.value())?;
+            by_time
+                .insert((r.last_change(), r.id.as_str()), ())
+                .map_err(io)?;
+        }
+    }
+    Ok(())
+}
+
 pub struct RedbStore {
     /// `None` once closed: the file (and its lock) is released as soon as in-flight reads end.
     db: parking_lot::RwLock<Option<Arc<Database>>>,
     committer: GroupCommitter,
     path: PathBuf,
+    /// The layout version the file had when opened (0: created by this open).
+    found_version: u64,
 }
 
 struct Writer {
@@ -67,6 +107,8 @@ impl BatchWriter for Writer {
             let mut active = txn.open_table(ACTIVE).map_err(io)?;
             let mut finished = txn.open_table(FINISHED).map_err(io)?;
             let mut by_session = txn.open_table(BY_SESSION).map_err(io)?;
+            let mut by_principal = txn.open_table(BY_PRINCIPAL).map_err(io)?;
+            let mut sessions_by_time = txn.open_table(SESSIONS_BY_TIME).map_err(io)?;
             let mut events = txn.open_table(EVENTS).map_err(io)?;
             let mut idem = txn.open_table(IDEM).map_err(io)?;
             let mut idem_exp = txn.open_table(IDEM_EXP).map_err(io)?;
@@ -82,9 +124,34 @@ impl BatchWriter for Writer {
                         agents.remove(id.as_str()).map_err(io)?;
                     }
                     Op::PutSession(rec) => {
+                        let old: Option<SessionRecord> =
+                            match sessions.get(rec.id.as_str()).map_err(io)? {
+                                Some(v) => Some(decode("sessions", v.value())?),
+                                None => None,
+                            };
+                        if let Some(old) = old {
+                            sessions_by_time
+                                .remove((old.last_change(), old.id.as_str()))
+                                .map_err(io)?;
+                        }
                         sessions
                             .insert(rec.id.as_str(), encode(rec)?.as_slice())
                             .map_err(io)?;
+                        sessions_by_time
+                            .insert((rec.last_change(), rec.id.as_str()), ())
+                            .map_err(io)?;
+                    }
+                    Op::DeleteSession(id) => {
+                        let old: Option<SessionRecord> =
+                            match sessions.remove(id.as_str()).map_err(io)? {
+                                Some(v) => Some(decode("sessions", v.value())?),
+                                None => None,
+                            };
+                        if let Some(old) = old {
+                            sessions_by_time
+                                .remove((old.last_change(), id.as_str()))
+                                .map_err(io)?;
+                        }
                     }
                     Op::PutRequest(rec) => {
                         let old: Option<RequestRecord> =
@@ -98,6 +165,16 @@ impl BatchWriter for Writer {
                         {
                             finished.remove((f, old.id.as_str())).map_err(io)?;
                         }
+                        if let Some(old) = &old
+                            && old.principal != rec.principal
+                        {
+                            by_principal
+                                .remove((old.principal.as_str(), old.id.as_str()))
+                                .map_err(io)?;
+                        }
+                        by_principal
+                            .insert((rec.principal.as_str(), rec.id.as_str()), ())
+                            .map_err(io)?;
                         requests
                             .insert(rec.id.as_str(), encode(rec)?.as_slice())
                             .map_err(io)?;
@@ -129,6 +206,9 @@ impl BatchWriter for Writer {
                             if let Some(s) = &old.session_id {
                                 by_session.remove((s.as_str(), id.as_str())).map_err(io)?;
                             }
+                            by_principal
+                                .remove((old.principal.as_str(), id.as_str()))
+                                .map_err(io)?;
                         }
                         events
                             .retain_in((id.as_str(), 0u64)..=(id.as_str(), u64::MAX), |_, _| false)
@@ -192,6 +272,35 @@ impl BatchWriter for Writer {
     }
 }
 
+/// What opening upgrades: the layout changes after each older version, for `a2a-mcp migrate`.
+pub const LAYOUT_CHANGES: &[(u32, &str)] = &[(2, "owner_and_session_indexes")];
+
+/// The layout version recorded in the file at `path` (`None`: no file yet), read without
+/// changing anything. Fails like [`RedbStore::open`] when another process holds the file.
+pub fn layout_version(path: &Path) -> StoreResult<Option<u64>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let db = Database::open(path).map_err(|e| match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked(format!(
+            "the store {} is in use by another a2a-mcp process; stop it first",
+            path.display()
+        )),
+        other => StoreError::Unavailable(format!("cannot open {}: {other}", path.display())),
+    })?;
+    let txn = db.begin_read().map_err(io)?;
+    let meta = match txn.open_table(META) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Some(0)),
+        Err(e) => return Err(io(e)),
+    };
+    Ok(Some(
+        meta.get("schema_version")
+            .map_err(io)?
+            .map_or(0, |v| v.value()),
+    ))
+}
+
 impl RedbStore {
     /// Opens (or creates) the store file. Fails with [`StoreError::Locked`] when another
     /// process holds it and [`StoreError::TooNew`] when a newer version wrote it.
@@ -219,12 +328,14 @@ impl RedbStore {
             })?;
         let db = Arc::new(db);
         // Create every table and check the schema version.
+        let found_version;
         {
             let mut txn = db.begin_write().map_err(io)?;
             txn.set_durability(Durability::Immediate).map_err(io)?;
             {
                 let mut meta = txn.open_table(META).map_err(io)?;
                 let found = meta.get("schema_version").map_err(io)?.map(|v| v.value());
+                found_version = found.unwrap_or(0);
                 match found {
                     Some(v) if v > SCHEMA_VERSION => {
                         return Err(StoreError::TooNew(format!(
@@ -234,7 +345,15 @@ impl RedbStore {
                             env!("CARGO_PKG_VERSION")
                         )));
                     }
-                    Some(_) => {}
+                    Some(v) if v == SCHEMA_VERSION => {}
+                    Some(v) => {
+                        upgrade(&txn, v)?;
+                        meta.insert("schema_version", SCHEMA_VERSION).map_err(io)?;
+                        tracing::info!(
+                            "the redb store {} was upgraded from layout version {v} to {SCHEMA_VERSION}",
+                            path.display()
+                        );
+                    }
                     None => {
                         meta.insert("schema_version", SCHEMA_VERSION).map_err(io)?;
                     }
@@ -245,6 +364,8 @@ impl RedbStore {
                 txn.open_table(ACTIVE).map_err(io)?;
                 txn.open_table(FINISHED).map_err(io)?;
                 txn.open_table(BY_SESSION).map_err(io)?;
+                txn.open_table(BY_PRINCIPAL).map_err(io)?;
+                txn.open_table(SESSIONS_BY_TIME).map_err(io)?;
                 txn.open_table(EVENTS).map_err(io)?;
                 txn.open_table(IDEM).map_err(io)?;
                 txn.open_table(IDEM_EXP).map_err(io)?;
@@ -257,11 +378,18 @@ impl RedbStore {
             db: parking_lot::RwLock::new(Some(db)),
             committer,
             path: path.to_path_buf(),
+            found_version,
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The layout version the file had before this open (0: it was created now). Below
+    /// [`SCHEMA_VERSION`], the open upgraded it.
+    pub fn found_version(&self) -> u64 {
+        self.found_version
     }
 
     fn read(&self) -> StoreResult<redb::ReadTransaction> {
@@ -371,6 +499,88 @@ impl Store for RedbStore {
                     if out.len() >= limit {
                         break;
                     }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn list_requests_of(
+        &self,
+        principal: &str,
+        filter: &RequestFilter,
+        order: ListOrder,
+    ) -> StoreResult<Vec<RequestRecord>> {
+        let txn = self.read()?;
+        let requests = txn.open_table(REQUESTS).map_err(io)?;
+        let idx = txn.open_table(BY_PRINCIPAL).map_err(io)?;
+        let limit = if filter.limit == 0 {
+            usize::MAX
+        } else {
+            filter.limit
+        };
+        let keep = |r: &RequestRecord| {
+            filter.agent_id.as_ref().is_none_or(|a| &r.agent_id == a)
+                && filter.session_id.as_ref().is_none_or(|s| r.session_id.as_ref() == Some(s))
+                && (filter.states.is_empty() || filter.states.contains(&r.state))
+        };
+        let cursor = filter.after_id.as_deref();
+        let range = match (order, cursor) {
+            (ListOrder::OldestFirst, Some(c)) => idx.range((principal, c)..=(principal, "\u{10FFFF}")),
+            (ListOrder::OldestFirst, None) | (ListOrder::NewestFirst, None) => {
+                idx.range((principal, "")..=(principal, "\u{10FFFF}"))
+            }
+            (ListOrder::NewestFirst, Some(c)) => idx.range((principal, "")..=(principal, c)),
+        }
+        .map_err(io)?;
+        let ids: Box<dyn Iterator<Item = _>> = match order {
+            ListOrder::OldestFirst => Box::new(range),
+            ListOrder::NewestFirst => Box::new(range.rev()),
+        };
+        let mut out = Vec::new();
+        for item in ids {
+            let (k, _) = item.map_err(io)?;
+            let (_, id) = k.value();
+            if cursor == Some(id) {
+                continue;
+            }
+            if let Some(v) = requests.get(id).map_err(io)? {
+                let r: RequestRecord = decode("requests", v.value())?;
+                if keep(&r) {
+                    out.push(r);
+                    if out.len() >= limit {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn sessions_before(
+        &self,
+        before_ms: i64,
+        after: Option<(i64, &str)>,
+        limit: usize,
+    ) -> StoreResult<Vec<SessionRecord>> {
+        let txn = self.read()?;
+        let idx = txn.open_table(SESSIONS_BY_TIME).map_err(io)?;
+        let sessions = txn.open_table(SESSIONS).map_err(io)?;
+        let start = after.unwrap_or((i64::MIN, ""));
+        let mut out = Vec::new();
+        if start.0 >= before_ms {
+            return Ok(out);
+        }
+        for item in idx.range(start..(before_ms, "")).map_err(io)? {
+            let (k, _) = item.map_err(io)?;
+            let (ts, id) = k.value();
+            if after == Some((ts, id)) {
+                continue;
+            }
+            if let Some(v) = sessions.get(id).map_err(io)? {
+                out.push(decode("sessions", v.value())?);
+                if out.len() >= limit {
+                    break;
                 }
             }
         }

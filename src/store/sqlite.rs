@@ -12,7 +12,8 @@
 //!
 //! The schema comes from numbered migrations (`migrations/sqlite/`), recorded in
 //! `schema_migrations`; the secondary indexes of redb (active, finished-by-time, by-session,
-//! idempotency expiry) are SQL indexes, kept in step by the engine.
+//! by-principal, sessions by time, idempotency expiry) are SQL indexes, kept in step by the
+//! engine.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -25,7 +26,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavio
 use super::group_commit::{BatchWriter, GroupCommitter};
 use super::migrations::{self, Applied, Mode, Report};
 use super::{
-    Aux, Op, Record, RequestFilter, Store, StoreCounts, StoreError, StoreResult, idempotency_taken,
+    Aux, ListOrder, Op, Record, RequestFilter, Store, StoreCounts, StoreError, StoreResult, idempotency_taken,
 };
 use crate::model::{
     AgentRecord, AgentSource, Event, EventKind, IdempotencyRecord, RequestRecord, RequestState,
@@ -457,6 +458,54 @@ fn create_parent(path: &Path) -> StoreResult<()> {
     Ok(())
 }
 
+/// The query of a request listing (of one principal, through `requests_by_principal`, or of
+/// everyone) and its parameters.
+fn request_listing(
+    principal: Option<&str>,
+    filter: &RequestFilter,
+    order: ListOrder,
+) -> (String, Vec<rusqlite::types::Value>) {
+    use rusqlite::types::Value as V;
+    let mut sql = format!("SELECT {REQUEST_COLS} FROM requests WHERE 1 = 1");
+    let mut args: Vec<V> = Vec::new();
+    let cond = |sql: &mut String, args: &mut Vec<V>, clause: &str, v: V| {
+        args.push(v);
+        sql.push_str(&format!(" AND {clause} ?{}", args.len()));
+    };
+    if let Some(p) = principal {
+        cond(&mut sql, &mut args, "principal =", V::Text(p.to_string()));
+    }
+    if let Some(s) = &filter.session_id {
+        cond(&mut sql, &mut args, "session_id =", V::Text(s.clone()));
+    }
+    if let Some(a) = &filter.agent_id {
+        cond(&mut sql, &mut args, "agent_id =", V::Text(a.clone()));
+    }
+    if !filter.states.is_empty() {
+        let mut marks = Vec::new();
+        for s in &filter.states {
+            args.push(V::Text(s.as_str().to_string()));
+            marks.push(format!("?{}", args.len()));
+        }
+        sql.push_str(&format!(" AND state IN ({})", marks.join(", ")));
+    }
+    let (cmp, dir) = match order {
+        ListOrder::OldestFirst => ("id >", "ASC"),
+        ListOrder::NewestFirst => ("id <", "DESC"),
+    };
+    if let Some(after) = &filter.after_id {
+        cond(&mut sql, &mut args, cmp, V::Text(after.clone()));
+    }
+    let limit = if filter.limit == 0 {
+        -1
+    } else {
+        limit_i64(filter.limit)
+    };
+    args.push(V::Integer(limit));
+    sql.push_str(&format!(" ORDER BY id {dir} LIMIT ?{}", args.len()));
+    (sql, args)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Writing
 
@@ -545,6 +594,7 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: &Op) -> StoreResult<()> {
                 &i64::from(r.attempts),
             ],
         ),
+        Op::DeleteSession(id) => exec("DELETE FROM sessions WHERE id = ?1", &[id]),
         Op::DeleteRequest(id) => {
             exec("DELETE FROM requests WHERE id = ?1", &[id])?;
             exec("DELETE FROM events WHERE request_id = ?1", &[id])
@@ -730,37 +780,40 @@ impl Store for SqliteStore {
     }
 
     async fn list_requests(&self, filter: &RequestFilter) -> StoreResult<Vec<RequestRecord>> {
-        let mut sql = format!("SELECT {REQUEST_COLS} FROM requests WHERE 1 = 1");
-        let mut args: Vec<&dyn rusqlite::ToSql> = Vec::new();
-        if let Some(s) = &filter.session_id {
-            args.push(s);
-            sql.push_str(&format!(" AND session_id = ?{}", args.len()));
-        }
-        if let Some(a) = &filter.agent_id {
-            args.push(a);
-            sql.push_str(&format!(" AND agent_id = ?{}", args.len()));
-        }
-        let states: Vec<&'static str> = filter.states.iter().map(|s| s.as_str()).collect();
-        if !states.is_empty() {
-            let mut marks = Vec::new();
-            for s in &states {
-                args.push(s);
-                marks.push(format!("?{}", args.len()));
-            }
-            sql.push_str(&format!(" AND state IN ({})", marks.join(", ")));
-        }
-        if let Some(after) = &filter.after_id {
-            args.push(after);
-            sql.push_str(&format!(" AND id > ?{}", args.len()));
-        }
-        let limit = if filter.limit == 0 {
-            -1
-        } else {
-            limit_i64(filter.limit)
-        };
-        args.push(&limit);
-        sql.push_str(&format!(" ORDER BY id LIMIT ?{}", args.len()));
-        self.read(|c| query(c, &sql, args.as_slice(), request_row))
+        let (sql, args) = request_listing(None, filter, ListOrder::OldestFirst);
+        self.read(|c| query(c, &sql, rusqlite::params_from_iter(args), request_row))
+    }
+
+    async fn list_requests_of(
+        &self,
+        principal: &str,
+        filter: &RequestFilter,
+        order: ListOrder,
+    ) -> StoreResult<Vec<RequestRecord>> {
+        let (sql, args) = request_listing(Some(principal), filter, order);
+        self.read(|c| query(c, &sql, rusqlite::params_from_iter(args), request_row))
+    }
+
+    async fn sessions_before(
+        &self,
+        before_ms: i64,
+        after: Option<(i64, &str)>,
+        limit: usize,
+    ) -> StoreResult<Vec<SessionRecord>> {
+        let (after_ts, after_id) = after.unwrap_or((i64::MIN, ""));
+        self.read(|c| {
+            query(
+                c,
+                &format!(
+                    "SELECT {SESSION_COLS} FROM sessions \
+                     WHERE coalesce(closed_at, created_at) < ?1 \
+                     AND (coalesce(closed_at, created_at), id) > (?2, ?3) \
+                     ORDER BY coalesce(closed_at, created_at), id LIMIT ?4"
+                ),
+                params![before_ms, after_ts, after_id, limit_i64(limit)],
+                session_row,
+            )
+        })
     }
 
     async fn active_requests(&self) -> StoreResult<Vec<RequestRecord>> {

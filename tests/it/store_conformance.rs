@@ -8,7 +8,7 @@ use a2a_mcp::model::{
     AgentRecord, AgentSource, AgentSpec, Event, EventKind, IdempotencyRecord, RequestRecord,
     RequestState, SessionRecord,
 };
-use a2a_mcp::store::{Aux, DynStore, Op, Record, RequestFilter, StoreError};
+use a2a_mcp::store::{Aux, DynStore, ListOrder, Op, Record, RequestFilter, StoreError};
 use async_trait::async_trait;
 
 /// How the suite gets stores of one backend.
@@ -709,6 +709,225 @@ pub async fn load_keeps_indexes(b: &dyn Backend) {
     assert_eq!(s.active_requests().await.unwrap().len(), 9);
 }
 
+fn ids(list: &[RequestRecord]) -> Vec<&str> {
+    list.iter().map(|r| r.id.as_str()).collect()
+}
+
+/// `list_requests_of`: one caller's few requests among many of others, in either order,
+/// paged with the cursor, with the session / agent / state filters; the index follows
+/// deletes and survives a reopen.
+pub async fn requests_listed_per_principal(b: &dyn Backend) {
+    let s = b.fresh().await;
+    let mut ops = Vec::new();
+    let mut mine = Vec::new();
+    for i in 0..300 {
+        let state = if i % 2 == 0 {
+            RequestState::Done
+        } else {
+            RequestState::Running
+        };
+        let agent = if i % 3 == 0 { "a" } else { "b" };
+        let mut r = request(&format!("r{i:03}"), state, Some("s1"), agent);
+        // Every 50th request is alice's; the others belong to many other callers.
+        r.principal = if i % 50 == 7 {
+            mine.push(r.id.clone());
+            "key:alice".into()
+        } else {
+            format!("key:other{}", i % 13)
+        };
+        ops.push(Op::PutRequest(r));
+    }
+    // A principal whose name is a prefix of alice's must not leak into her listing.
+    let mut near = request("r999", RequestState::Done, None, "a");
+    near.principal = "key:alic".into();
+    ops.push(Op::PutRequest(near));
+    s.write(ops).await.unwrap();
+    assert_eq!(mine, ["r007", "r057", "r107", "r157", "r207", "r257"]);
+
+    let list = |filter: RequestFilter, order: ListOrder| {
+        let s = s.clone();
+        async move { s.list_requests_of("key:alice", &filter, order).await.unwrap() }
+    };
+    let all = list(RequestFilter::default(), ListOrder::OldestFirst).await;
+    assert_eq!(ids(&all), mine);
+    assert!(all.iter().all(|r| r.principal == "key:alice"));
+    let newest = list(RequestFilter::default(), ListOrder::NewestFirst).await;
+    let mut reversed = mine.clone();
+    reversed.reverse();
+    assert_eq!(ids(&newest), reversed);
+
+    // Paging with the cursor, both ways.
+    let mut pages = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = list(
+            RequestFilter {
+                after_id: cursor.clone(),
+                limit: 4,
+                ..Default::default()
+            },
+            ListOrder::NewestFirst,
+        )
+        .await;
+        cursor = page.last().map(|r| r.id.clone());
+        pages.push(ids(&page).iter().map(|i| i.to_string()).collect::<Vec<_>>());
+        if page.len() < 4 {
+            break;
+        }
+    }
+    assert_eq!(
+        pages,
+        vec![
+            vec!["r257", "r207", "r157", "r107"],
+            vec!["r057", "r007"]
+        ]
+    );
+    let page = list(
+        RequestFilter {
+            after_id: Some("r107".into()),
+            limit: 2,
+            ..Default::default()
+        },
+        ListOrder::OldestFirst,
+    )
+    .await;
+    assert_eq!(ids(&page), ["r157", "r207"]);
+    // A cursor that is not one of hers still pages correctly.
+    let page = list(
+        RequestFilter {
+            after_id: Some("r100".into()),
+            ..Default::default()
+        },
+        ListOrder::NewestFirst,
+    )
+    .await;
+    assert_eq!(ids(&page), ["r057", "r007"]);
+
+    // Filters as in list_requests.
+    let running = list(
+        RequestFilter {
+            states: vec![RequestState::Running],
+            ..Default::default()
+        },
+        ListOrder::OldestFirst,
+    )
+    .await;
+    assert_eq!(ids(&running), mine);
+    let done = list(
+        RequestFilter {
+            states: vec![RequestState::Done],
+            ..Default::default()
+        },
+        ListOrder::OldestFirst,
+    )
+    .await;
+    assert!(done.is_empty());
+    let agent_a = list(
+        RequestFilter {
+            agent_id: Some("a".into()),
+            ..Default::default()
+        },
+        ListOrder::NewestFirst,
+    )
+    .await;
+    assert_eq!(ids(&agent_a), ["r207", "r057"]);
+    let other_session = list(
+        RequestFilter {
+            session_id: Some("s2".into()),
+            ..Default::default()
+        },
+        ListOrder::OldestFirst,
+    )
+    .await;
+    assert!(other_session.is_empty());
+    assert!(
+        s.list_requests_of("key:nobody", &RequestFilter::default(), ListOrder::OldestFirst)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Deleted requests leave the index; a reopened store still has it.
+    s.write(vec![Op::DeleteRequest("r107".into())])
+        .await
+        .unwrap();
+    let s = b.reopen(s).await;
+    let after = s
+        .list_requests_of("key:alice", &RequestFilter::default(), ListOrder::OldestFirst)
+        .await
+        .unwrap();
+    assert_eq!(ids(&after), ["r007", "r057", "r157", "r207", "r257"]);
+}
+
+fn session(id: &str, created_at: i64, closed_at: Option<i64>) -> SessionRecord {
+    SessionRecord {
+        id: id.into(),
+        principal: "p".into(),
+        agent_id: None,
+        metadata: "{}".into(),
+        created_at,
+        closed_at,
+    }
+}
+
+/// `sessions_before` (by last change: close, else creation) with its cursor, and
+/// `DeleteSession`; closing a session moves it in that order.
+pub async fn sessions_by_last_change(b: &dyn Backend) {
+    let s = b.fresh().await;
+    s.write(vec![
+        Op::PutSession(session("s-open-old", 100, None)),
+        Op::PutSession(session("s-closed-old", 50, Some(150))),
+        Op::PutSession(session("s-open-new", 900, None)),
+        Op::PutSession(session("s-closed-new", 120, Some(800))),
+        Op::PutSession(session("s-tie", 100, None)),
+    ])
+    .await
+    .unwrap();
+    let names = |v: Vec<SessionRecord>| v.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    assert_eq!(
+        names(s.sessions_before(500, None, 10).await.unwrap()),
+        ["s-open-old", "s-tie", "s-closed-old"]
+    );
+    assert_eq!(
+        names(s.sessions_before(500, None, 2).await.unwrap()),
+        ["s-open-old", "s-tie"]
+    );
+    assert_eq!(
+        names(
+            s.sessions_before(500, Some((100, "s-open-old")), 10)
+                .await
+                .unwrap()
+        ),
+        ["s-tie", "s-closed-old"]
+    );
+    assert_eq!(
+        names(s.sessions_before(500, Some((100, "s-tie")), 10).await.unwrap()),
+        ["s-closed-old"]
+    );
+    assert!(s.sessions_before(100, None, 10).await.unwrap().is_empty());
+    // Closing late moves a session past the cutoff; its old position is gone.
+    s.write(vec![Op::PutSession(session("s-open-old", 100, Some(700)))])
+        .await
+        .unwrap();
+    assert_eq!(
+        names(s.sessions_before(500, None, 10).await.unwrap()),
+        ["s-tie", "s-closed-old"]
+    );
+    s.write(vec![
+        Op::DeleteSession("s-tie".into()),
+        Op::DeleteSession("ghost".into()),
+    ])
+    .await
+    .unwrap();
+    assert!(s.get_session("s-tie").await.unwrap().is_none());
+    let s = b.reopen(s).await;
+    assert_eq!(
+        names(s.sessions_before(1000, None, 10).await.unwrap()),
+        ["s-closed-old", "s-open-old", "s-closed-new", "s-open-new"]
+    );
+    assert_eq!(s.counts().await.unwrap().sessions, 4);
+}
+
 pub async fn closed_store_refuses_writes(b: &dyn Backend) {
     let s = b.fresh().await;
     s.close().await.unwrap();
@@ -745,6 +964,8 @@ macro_rules! conformance_suite {
             check!(closed_store_refuses_writes);
             check!(aux_tables_scan_in_key_order);
             check!(export_yields_every_record);
+            check!(requests_listed_per_principal);
+            check!(sessions_by_last_change);
         }
     };
 }
@@ -804,4 +1025,73 @@ async fn redb_file_is_locked_by_one_process_at_a_time() {
         Err(e) => panic!("expected Locked, got {e}"),
         Ok(_) => panic!("a second open of the same file must fail"),
     }
+}
+
+/// A file of layout version 1 (no per-principal or sessions-by-time index) gets both built
+/// when it is opened, and records version 2.
+#[tokio::test]
+async fn redb_layout_1_gains_its_indexes_when_opened() {
+    use a2a_mcp::store::Store;
+    use ::redb::ReadableDatabase;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    {
+        let s = a2a_mcp::store::redb::RedbStore::open(&path).unwrap();
+        let mut r = request("r1", RequestState::Done, Some("s1"), "a");
+        r.principal = "key:alice".into();
+        s.write(vec![
+            Op::PutRequest(r),
+            Op::PutRequest(request("r2", RequestState::Done, None, "a")),
+            Op::PutSession(session("s1", 10, Some(20))),
+        ])
+        .await
+        .unwrap();
+        s.close().await.unwrap();
+    }
+    // Make it look like version 1 wrote it.
+    {
+        let db = ::redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        assert!(
+            txn.delete_table(::redb::TableDefinition::<(&str, &str), ()>::new(
+                "requests_by_principal"
+            ))
+            .unwrap()
+        );
+        assert!(
+            txn.delete_table(::redb::TableDefinition::<(i64, &str), ()>::new(
+                "sessions_by_time"
+            ))
+            .unwrap()
+        );
+        {
+            let mut meta = txn
+                .open_table(::redb::TableDefinition::<&str, u64>::new("meta"))
+                .unwrap();
+            meta.insert("schema_version", 1u64).unwrap();
+        }
+        txn.commit().unwrap();
+        let read = db.begin_read().unwrap();
+        assert!(
+            read.open_table(::redb::TableDefinition::<&str, u64>::new("meta"))
+                .unwrap()
+                .get("schema_version")
+                .unwrap()
+                .is_some_and(|v| v.value() == 1)
+        );
+    }
+    let s = a2a_mcp::store::redb::RedbStore::open(&path).unwrap();
+    assert_eq!(s.found_version(), 1);
+    let mine = s
+        .list_requests_of("key:alice", &RequestFilter::default(), ListOrder::NewestFirst)
+        .await
+        .unwrap();
+    assert_eq!(ids(&mine), ["r1"]);
+    let old = s.sessions_before(100, None, 10).await.unwrap();
+    assert_eq!(old.len(), 1);
+    s.close().await.unwrap();
+    drop(s);
+    let s = a2a_mcp::store::redb::RedbStore::open(&path).unwrap();
+    assert_eq!(s.found_version(), a2a_mcp::store::redb::SCHEMA_VERSION);
+    s.close().await.unwrap();
 }

@@ -21,11 +21,18 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
-pub const SQLITE: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("sqlite/0001_init.sql"),
-}];
+pub const SQLITE: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("sqlite/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "owner_and_session_indexes",
+        sql: include_str!("sqlite/0002_owner_and_session_indexes.sql"),
+    },
+];
 
 #[cfg(feature = "postgres")]
 pub const POSTGRES: &[Migration] = &[
@@ -43,6 +50,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 3,
         name: "idempotency_claim",
         sql: include_str!("postgres/0003_idempotency_claim.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "owner_and_session_indexes",
+        sql: include_str!("postgres/0004_owner_and_session_indexes.sql"),
     },
 ];
 
@@ -208,11 +220,12 @@ mod tests {
         assert!(msg.contains("version 99") && msg.contains(&format!("version {}", latest(SQLITE))));
         assert_eq!(
             plan("sqlite", "/x", SQLITE, 0, Mode::Apply).unwrap().len(),
-            1
+            SQLITE.len()
         );
         assert!(plan("sqlite", "/x", SQLITE, 0, Mode::Require).is_err());
+        assert!(plan("sqlite", "/x", SQLITE, 1, Mode::Require).is_err());
         assert!(
-            plan("sqlite", "/x", SQLITE, 1, Mode::Require)
+            plan("sqlite", "/x", SQLITE, latest(SQLITE), Mode::Require)
                 .unwrap()
                 .is_empty()
         );
