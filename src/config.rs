@@ -220,7 +220,7 @@ pub const SETTINGS: &[Setting] = &[
         "retention",
         ["A2A_RETENTION"],
         "7d",
-        "How long finished requests and their events are kept (e.g. `7d`, `12h`)."
+        "How long finished requests and their events are kept (e.g. `7d`, `12h`); also how long closed or idle sessions without requests and decided permission requests are kept."
     ),
     s!(
         "sweep_interval",

@@ -197,7 +197,7 @@ pub static HEALTH_CHECKS: LazyLock<IntCounterVec> = LazyLock::new(|| {
 pub static SWEPT: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter_vec(
         "a2a_retention_deleted_total",
-        "Records removed by the retention sweeper, by kind (request, idempotency_key).",
+        "Records removed by the retention sweeper, by kind (request, idempotency_key, session, permission_request, audit).",
         &["kind"],
     )
 });
@@ -388,7 +388,13 @@ pub fn init() {
             HEALTH_CHECKS.with_label_values(&[probe, outcome]);
         }
     }
-    for kind in ["request", "idempotency_key"] {
+    for kind in [
+        "request",
+        "idempotency_key",
+        "session",
+        "permission_request",
+        "audit",
+    ] {
         SWEPT.with_label_values(&[kind]);
     }
     for surface in ["mcp", "rest", "a2a", "stream"] {
