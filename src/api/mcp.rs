@@ -994,18 +994,17 @@ fn parse<T: DeserializeOwned>(tool: &str, args: Value) -> HubResult<T> {
     })
 }
 
+/// Events `get_status` returns with `includeEvents` (the log is read in pages up to this).
+const MAX_STATUS_EVENTS: usize = 100_000;
+
+/// The events stored for a request now (no waiting for live ones), every page of the log.
 async fn collect_events(hub: &crate::hub::Hub, p: &Principal, id: &str) -> HubResult<Vec<Value>> {
-    let mut stream = hub.subscribe(p, id, 0).await?;
-    let mut out = Vec::new();
-    // Only what is stored now: stop as soon as the live part would have to wait.
-    loop {
-        match tokio::time::timeout(Duration::from_millis(1), stream.next()).await {
-            Ok(Some(Ok(ev))) => out.push(ev.to_json()),
-            Ok(Some(Err(e))) => return Err(e),
-            Ok(None) | Err(_) => break,
-        }
-    }
-    Ok(out)
+    Ok(hub
+        .stored_events(p, id, 0, MAX_STATUS_EVENTS)
+        .await?
+        .iter()
+        .map(|e| e.to_json())
+        .collect())
 }
 
 /// Maps `agent_control` action names (the original server's and short aliases) to tools.

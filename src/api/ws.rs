@@ -9,7 +9,9 @@
 //!
 //! Checked before the upgrade: `STREAM_TOKEN` (Bearer or `token=`) → 401, a foreign `Origin`
 //! → 403, an unknown request → 404, too many subscribers → 429. The server pings every
-//! `A2A_WS_HEARTBEAT`; a client silent for three intervals is dropped (close 1001).
+//! `A2A_WS_HEARTBEAT`; a client silent for three intervals is dropped (close 1001). A
+//! connection opened with an API key ends when that key is revoked or expires: an
+//! `unauthenticated` error frame, then close 1008 (policy violation) with the reason.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -150,6 +152,20 @@ enum Out {
     Frame(String),
     /// A subscription finished (terminal event sent or failed).
     Ended(String),
+    /// The connection's API key was revoked or expired: close with 1008.
+    KeyLapsed(HubError),
+}
+
+/// Close code for a connection whose credential stopped being valid (RFC 6455 §7.4.1).
+const POLICY_VIOLATION: u16 = 1008;
+
+/// A close reason fits in 123 bytes (RFC 6455 §5.5: control frame payload ≤ 125).
+fn close_reason(text: &str) -> String {
+    let mut end = text.len().min(123);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_string()
 }
 
 async fn connection(
@@ -172,8 +188,19 @@ async fn connection(
     let mut ticker = tokio::time::interval(heartbeat);
     ticker.tick().await;
     let mut last_seen = tokio::time::Instant::now();
+    // The connection lives as long as its key, whether or not it follows anything.
+    let mut guard = ctx.hub.key_guard(&principal);
     let close: Option<(u16, String)> = loop {
         tokio::select! {
+            e = async {
+                match guard.as_mut() {
+                    Some(g) => g.lapsed().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                let _ = sink.send(Message::text(error_frame(None, &e))).await;
+                break Some((POLICY_VIOLATION, close_reason(&e.message)));
+            }
             msg = incoming.next() => {
                 let Some(Ok(msg)) = msg else { break None };
                 last_seen = tokio::time::Instant::now();
@@ -205,6 +232,10 @@ async fn connection(
                         if sink.send(Message::text(f)).await.is_err() {
                             break None;
                         }
+                    }
+                    Some(Out::KeyLapsed(e)) => {
+                        let _ = sink.send(Message::text(error_frame(None, &e))).await;
+                        break Some((POLICY_VIOLATION, close_reason(&e.message)));
                     }
                     Some(Out::Ended(id)) => {
                         if subs.remove(&id).is_some() {
@@ -250,6 +281,11 @@ fn spawn_subscription(
         while let Some(item) = stream.next().await {
             let frame = match item {
                 Ok(ev) => ev.to_json().to_string(),
+                Err(e) if e.code == ErrorCode::Unauthenticated => {
+                    // The key lapsed: the whole connection closes, not just this subscription.
+                    let _ = out.send(Out::KeyLapsed(e)).await;
+                    return;
+                }
                 Err(e) => {
                     let _ = out.send(Out::Frame(error_frame(Some(&id), &e))).await;
                     break;

@@ -15,6 +15,7 @@ mod a2a;
 mod backups;
 mod cluster;
 mod invoke;
+mod key_guard;
 pub mod push;
 pub mod registry;
 mod scheduler;
@@ -34,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use invoke::{HandoffArgs, InvokeArgs};
+pub use key_guard::KeyGuard;
 pub use registry::AgentEntry;
 pub use stream::EventStream;
 
@@ -115,6 +117,8 @@ pub(crate) struct HubInner {
     started_at: i64,
     ready: AtomicBool,
     security: security::SecurityState,
+    /// Bumped whenever the key cache changes; stream [`KeyGuard`]s watch it.
+    key_epoch: tokio::sync::watch::Sender<u64>,
     /// Base URL of this hub's API listener, for agent callbacks (set once it is bound).
     hub_url: parking_lot::RwLock<Option<String>>,
     /// One snapshot at a time.
@@ -250,6 +254,7 @@ impl Hub {
             started_at: now_ms(),
             ready: AtomicBool::new(false),
             security,
+            key_epoch: tokio::sync::watch::channel(0).0,
             hub_url: parking_lot::RwLock::new(None),
             backup_lock: tokio::sync::Mutex::new(()),
             push: Default::default(),
@@ -545,7 +550,9 @@ impl Hub {
             .ok_or_else(|| request_not_found(id))
     }
 
-    /// Requests matching `filter`; callers who may not read all requests see their own.
+    /// Requests matching `filter`, in creation order; callers who may not read all requests
+    /// see their own (read through the store's per-principal index, so the cost follows the
+    /// caller's own requests, not everyone's).
     pub async fn list_requests(
         &self,
         p: &Principal,
@@ -557,26 +564,11 @@ impl Hub {
         if p.role < crate::model::Role::Invoker {
             return Err(crate::policy::forbidden(p, Action::RequestsReadAll));
         }
-        // Own requests only: page through until the limit is filled.
-        let limit = if filter.limit == 0 {
-            usize::MAX
-        } else {
-            filter.limit
-        };
-        let mut out = Vec::new();
-        let mut page_filter = filter.clone();
-        page_filter.limit = 500;
-        loop {
-            let page = self.inner.store.list_requests(&page_filter).await?;
-            let n = page.len();
-            page_filter.after_id = page.last().map(|r| r.id.clone());
-            out.extend(page.into_iter().filter(|r| r.principal == p.id));
-            if out.len() >= limit || n < 500 {
-                break;
-            }
-        }
-        out.truncate(limit);
-        Ok(out)
+        Ok(self
+            .inner
+            .store
+            .list_requests_of(&p.id, filter, crate::store::ListOrder::OldestFirst)
+            .await?)
     }
 
     /// Queue and agent statistics, for a caller.

@@ -112,6 +112,7 @@ impl Hub {
             }
         }
         *self.sec().keys.write() = fresh;
+        self.keys_changed();
         Ok(())
     }
 
@@ -514,6 +515,7 @@ impl Hub {
             .keys
             .write()
             .insert(rec.hash.clone(), rec.clone());
+        self.keys_changed();
         self.announce_keys_changed();
         Ok(())
     }
@@ -895,5 +897,20 @@ impl Hub {
             }
         }
         Ok(Permissions { grants, requests })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// For stream key guards (`key_guard.rs`)
+
+impl Hub {
+    /// The cached record of the API key with public id `key_id` (no store read).
+    pub(crate) fn cached_key(&self, key_id: &str) -> Option<ApiKeyRecord> {
+        self.sec()
+            .keys
+            .read()
+            .values()
+            .find(|k| k.id == key_id)
+            .cloned()
     }
 }

@@ -2,8 +2,13 @@
 //!
 //! Order of operations is what makes this correct: subscribe to the bus first, then read the
 //! log; events are persisted before they are published, so anything not in the replay
-//! arrives live, and duplicates are dropped by `seq`. A lagging receiver (or a closed channel)
-//! sends the stream back to the log. The stream ends after the terminal event.
+//! arrives live, and duplicates are dropped by `seq`. The log is read in pages and every page
+//! is read before the stream waits for live events, so the replay of a finished request, however
+//! long, reaches its terminal event. A lagging receiver (or a closed channel) sends the stream
+//! back to the log. The stream ends after the terminal event.
+//!
+//! A stream opened with an API key ends with an `unauthenticated` error as soon as that key is
+//! revoked or expires ([`super::KeyGuard`]; checked between events, and waited on while idle).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -11,10 +16,11 @@ use std::sync::Arc;
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::{Hub, request_not_found};
+use super::{Hub, KeyGuard, request_not_found};
 use crate::error::{HubError, HubResult};
 use crate::model::{Event, Principal};
 
+/// Events read from the log per store read.
 const REPLAY_PAGE: usize = 512;
 
 /// A replay-then-live stream of one request's events.
@@ -24,12 +30,22 @@ pub struct EventStream {
     rx: broadcast::Receiver<Arc<Event>>,
     buffer: VecDeque<Arc<Event>>,
     last_seq: u64,
+    /// The last log read filled a whole page: more may be stored after it.
+    more_stored: bool,
+    /// The key the stream was opened with (`None`: no key to watch).
+    guard: Option<KeyGuard>,
     done: bool,
+}
+
+/// What woke a stream waiting for live events.
+enum Woke {
+    Live(Option<Result<Arc<Event>, RecvError>>),
+    KeyLapsed(HubError),
 }
 
 impl Hub {
     /// Events of `request_id` with `seq > after`: stored ones first, then live ones, ending
-    /// after the terminal event.
+    /// after the terminal event (or with an error once the caller's API key stops being valid).
     pub async fn subscribe(
         &self,
         principal: &Principal,
@@ -63,6 +79,8 @@ impl Hub {
             rx,
             buffer: VecDeque::new(),
             last_seq: after,
+            more_stored: false,
+            guard: self.key_guard(principal),
             done: false,
         };
         s.refill().await?;
@@ -80,6 +98,7 @@ impl EventStream {
         self.last_seq
     }
 
+    /// Reads the next page of the log after the last event handed out.
     async fn refill(&mut self) -> HubResult<()> {
         let events = self
             .hub
@@ -87,6 +106,7 @@ impl EventStream {
             .store
             .events(&self.request_id, self.last_seq, REPLAY_PAGE)
             .await?;
+        self.more_stored = events.len() >= REPLAY_PAGE;
         let mut expect = self.last_seq;
         for ev in events {
             if ev.seq <= expect {
@@ -98,11 +118,43 @@ impl EventStream {
         Ok(())
     }
 
-    /// The next event; `None` after the terminal event.
+    /// Takes every event stored right now (after the starting point), in order, without
+    /// waiting for live ones; the stream then goes on after the last of them. A stream whose
+    /// catch-up reached the terminal event has nothing more to give.
+    pub async fn catch_up(&mut self) -> HubResult<Vec<Arc<Event>>> {
+        let mut out = Vec::new();
+        loop {
+            while let Some(ev) = self.buffer.pop_front() {
+                if ev.seq <= self.last_seq || self.done {
+                    continue;
+                }
+                self.last_seq = ev.seq;
+                if ev.kind.is_terminal() {
+                    self.done = true;
+                }
+                out.push(ev);
+            }
+            if self.done {
+                return Ok(out);
+            }
+            self.refill().await?;
+            if self.buffer.is_empty() {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// The next event; `None` after the terminal event (or after an error).
     pub async fn next(&mut self) -> Option<Result<Arc<Event>, HubError>> {
         loop {
             if self.done {
                 return None;
+            }
+            if let Some(g) = &mut self.guard
+                && let Err(e) = g.check()
+            {
+                self.done = true;
+                return Some(Err(e));
             }
             if let Some(ev) = self.buffer.pop_front() {
                 if ev.seq <= self.last_seq {
@@ -114,12 +166,38 @@ impl EventStream {
                 }
                 return Some(Ok(ev));
             }
+            if self.more_stored {
+                // The replay is not over: read on before waiting for anything live.
+                if let Err(e) = self.refill().await {
+                    return Some(Err(e));
+                }
+                continue;
+            }
             // Several replicas: the job may run elsewhere; when nothing arrives for a while,
             // read the store (a relay message may be lost, or there is no relay at all).
             let poll = self.hub.cluster().map(|c| c.poll);
-            let got = match poll {
-                Some(p) => tokio::time::timeout(p, self.rx.recv()).await.ok(),
-                None => Some(self.rx.recv().await),
+            let woke = {
+                let rx = &mut self.rx;
+                let live = async move {
+                    match poll {
+                        Some(p) => tokio::time::timeout(p, rx.recv()).await.ok(),
+                        None => Some(rx.recv().await),
+                    }
+                };
+                match &mut self.guard {
+                    Some(g) => tokio::select! {
+                        e = g.lapsed() => Woke::KeyLapsed(e),
+                        got = live => Woke::Live(got),
+                    },
+                    None => Woke::Live(live.await),
+                }
+            };
+            let got = match woke {
+                Woke::KeyLapsed(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+                Woke::Live(got) => got,
             };
             let Some(got) = got else {
                 if let Err(e) = self.refill().await {

@@ -11,6 +11,7 @@ pub mod process_agent;
 pub mod security;
 pub mod store_backends;
 pub mod store_conformance;
+pub mod stream_hygiene;
 pub mod streams;
 pub mod telemetry;
 pub mod tls;

@@ -3,9 +3,13 @@
 //! - A message's parts become a capability input ([`message_to_input`]).
 //! - A request record (+ its stored events and messages) becomes a Task ([`task_view`]).
 //! - Stream events become StreamResponses ([`StreamMapper`]): `start` → WORKING status,
-//!   `chunk` → an update of artifact `output` (`append` after the first), `final` → artifact
-//!   `result` (`lastChunk: true`) + COMPLETED, `error` → FAILED, `canceled` → CANCELED. Every
-//!   status/artifact update carries the hub event's `seq` in its `metadata`.
+//!   `chunk` → an update of artifact `output` (`append` after the first chunk since the last
+//!   `start`; a retried request's first chunk replaces the earlier attempt's output), `final` →
+//!   artifact `result` (`lastChunk: true`) + COMPLETED, `error` → FAILED, `canceled` →
+//!   CANCELED. Every status/artifact update carries the hub event's `seq` in its `metadata`.
+//! - The events up to some `seq` become the Task as it stood then ([`task_at`]): the state and
+//!   artifacts a client holds after applying those StreamResponses, which is what a
+//!   resubscription starts from.
 
 use serde_json::{Map, Value, json};
 
@@ -107,27 +111,51 @@ fn limit_history(mut history: Vec<Value>, history_length: Option<u32>) -> Vec<Va
     history
 }
 
+/// The `output` artifact's parts after `events`, as a client applying the stream's updates
+/// holds them: every chunk appends, except the first chunk after a `start` (a new attempt),
+/// which replaces what an earlier attempt sent.
+fn output_parts<'a>(events: impl IntoIterator<Item = &'a Event>) -> Vec<Value> {
+    let mut parts = Vec::new();
+    let mut replace_next = true;
+    for e in events {
+        match &e.kind {
+            EventKind::Start => replace_next = true,
+            EventKind::Chunk(c) => {
+                if replace_next {
+                    parts.clear();
+                    replace_next = false;
+                }
+                parts.push(a2a::value_part(parse(c)));
+            }
+            _ => {}
+        }
+    }
+    parts
+}
+
+fn output_artifact(parts: Vec<Value>) -> Value {
+    json!({ "artifactId": OUTPUT_ARTIFACT, "name": OUTPUT_ARTIFACT, "parts": parts })
+}
+
+fn result_artifact(result: &str) -> Value {
+    json!({
+        "artifactId": RESULT_ARTIFACT,
+        "name": RESULT_ARTIFACT,
+        "parts": [a2a::value_part(parse(result))],
+    })
+}
+
 /// The artifacts a request has produced so far, from its stored events and result.
 pub fn artifacts(rec: &RequestRecord, events: &[Event]) -> Vec<Value> {
     let mut out = Vec::new();
-    let parts: Vec<Value> = events
-        .iter()
-        .filter_map(|e| match &e.kind {
-            EventKind::Chunk(c) => Some(a2a::value_part(parse(c))),
-            _ => None,
-        })
-        .collect();
+    let parts = output_parts(events);
     if !parts.is_empty() {
-        out.push(json!({ "artifactId": OUTPUT_ARTIFACT, "name": OUTPUT_ARTIFACT, "parts": parts }));
+        out.push(output_artifact(parts));
     }
     if rec.state == RequestState::Done
         && let Some(r) = &rec.result
     {
-        out.push(json!({
-            "artifactId": RESULT_ARTIFACT,
-            "name": RESULT_ARTIFACT,
-            "parts": [a2a::value_part(parse(r))],
-        }));
+        out.push(result_artifact(r));
     }
     out
 }
@@ -164,21 +192,55 @@ pub fn task_view(
     t
 }
 
-/// The task as it was created: SUBMITTED, with its history and no artifacts. Streams start
-/// with it (`{task: …}`), then replay every event.
-pub fn initial_task(rec: &RequestRecord, history: Vec<Value>) -> Value {
+/// The task as it stood after `events` (a prefix of its log, in order; empty: as created):
+/// the status the last status-changing event set (SUBMITTED before any), the artifacts those
+/// events built — exactly what a client holds after applying their StreamResponses — and the
+/// history. `metadata.seq` is the `seq` of the last of them (0 for none): a stream that starts
+/// with this task goes on with the events after it.
+pub fn task_at<'a>(
+    rec: &RequestRecord,
+    events: impl IntoIterator<Item = &'a Event> + Clone,
+    history: Vec<Value>,
+) -> Value {
     let history = if history.is_empty() {
         vec![synthesized_input_message(rec)]
     } else {
         history
     };
-    json!({
+    let mut current = status(rec, TaskState::Submitted, rec.created_at, None);
+    let mut result = None;
+    let mut seq = 0;
+    for ev in events.clone() {
+        seq = ev.seq;
+        let msg = |m: &str| Some(agent_message(rec, &format!("status-{}", ev.seq), m));
+        match &ev.kind {
+            EventKind::Start => current = status(rec, TaskState::Working, ev.ts, None),
+            EventKind::Chunk(_) => {}
+            EventKind::Final(r) => {
+                result = Some(result_artifact(r));
+                current = status(rec, TaskState::Completed, ev.ts, None);
+            }
+            EventKind::Error(m) => current = status(rec, TaskState::Failed, ev.ts, msg(m)),
+            EventKind::Canceled(m) => current = status(rec, TaskState::Canceled, ev.ts, msg(m)),
+        }
+    }
+    let mut t = json!({
         "id": rec.id,
         "contextId": context_id(rec),
-        "status": status(rec, TaskState::Submitted, rec.created_at, None),
+        "status": current,
         "history": history,
-        "metadata": { "agentId": rec.agent_id, "capability": rec.capability },
-    })
+        "metadata": { "agentId": rec.agent_id, "capability": rec.capability, "seq": seq },
+    });
+    let parts = output_parts(events);
+    let mut arts = Vec::new();
+    if !parts.is_empty() {
+        arts.push(output_artifact(parts));
+    }
+    arts.extend(result);
+    if !arts.is_empty() {
+        t["artifacts"] = Value::Array(arts);
+    }
+    t
 }
 
 /// Turns a request's events, in order, into StreamResponses.
@@ -203,6 +265,20 @@ impl StreamMapper {
         } else {
             Self { output_open: None }
         }
+    }
+
+    /// A mapper that goes on after `events` (the log from its start), as if it had mapped
+    /// them: its next updates continue the artifacts [`task_at`] built from them.
+    pub fn after<'a>(events: impl IntoIterator<Item = &'a Event>) -> Self {
+        let mut m = Self::new();
+        for e in events {
+            match e.kind {
+                EventKind::Start => m.output_open = Some(false),
+                EventKind::Chunk(_) => m.output_open = Some(true),
+                _ => {}
+            }
+        }
+        m
     }
 
     pub fn map(&mut self, rec: &RequestRecord, ev: &Event) -> Vec<Value> {

@@ -209,6 +209,8 @@ struct StreamPlan {
     record: RequestRecord,
     initial: Value,
     events: EventStream,
+    /// Maps the events after the initial task (knows what that task already holds).
+    mapper: convert::StreamMapper,
     slot: SubscriberSlot,
 }
 
@@ -409,19 +411,54 @@ async fn render_task(
 // ---------------------------------------------------------------------------------------------
 // Task streams
 
-async fn stream_plan(call: &Call, rec: RequestRecord, initial: Value) -> Result<Answer, RpcError> {
+/// Where a task stream starts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum StreamStart {
+    /// With the task as created (SUBMITTED, no artifacts), then every event of its log
+    /// (`SendStreamingMessage`).
+    Created,
+    /// With the task as it stands now — state and artifacts built from the events stored so
+    /// far — then only the events after those (`SubscribeToTask`, A2A 1.0 §3.1.6). The task's
+    /// `metadata.seq` names the last event it includes.
+    Current,
+}
+
+async fn stream_plan(
+    call: &Call,
+    rec: RequestRecord,
+    history: Vec<Value>,
+    start: StreamStart,
+) -> Result<Answer, RpcError> {
     let slot = call.ctx.acquire_subscriber(&rec.id, &call.principal)?;
-    let events = call.ctx.hub.subscribe(&call.principal, &rec.id, 0).await?;
+    let mut events = call.ctx.hub.subscribe(&call.principal, &rec.id, 0).await?;
+    let (initial, mapper) = match start {
+        StreamStart::Created => (
+            convert::task_at(&rec, std::iter::empty(), history),
+            convert::StreamMapper::new(),
+        ),
+        StreamStart::Current => {
+            // Subscribed before reading: whatever is stored after this point arrives through
+            // the stream, nothing twice.
+            let so_far = events.catch_up().await?;
+            let log = so_far.iter().map(|e| &**e);
+            (
+                convert::task_at(&rec, log.clone(), history),
+                convert::StreamMapper::after(log),
+            )
+        }
+    };
     Ok(Answer::Stream(Box::new(StreamPlan {
         record: rec,
         initial,
         events,
+        mapper,
         slot,
     })))
 }
 
 /// Serves a task stream: `{task}` first, then one StreamResponse per mapped event, each a
-/// JSON-RPC response with the request's id; closes after the terminal status.
+/// JSON-RPC response with the request's id; closes after the terminal status, or after an
+/// error event (e.g. the caller's API key was revoked or expired).
 fn sse(ctx: &ApiContext, version: Version, id: Value, plan: StreamPlan) -> Resp {
     let (tx, rx) = tokio::sync::mpsc::channel::<warp::sse::Event>(64);
     let shutdown = ctx.hub.shutdown_signal();
@@ -430,6 +467,7 @@ fn sse(ctx: &ApiContext, version: Version, id: Value, plan: StreamPlan) -> Resp 
             record,
             initial,
             mut events,
+            mut mapper,
             slot,
         } = plan;
         let _slot = slot;
@@ -449,7 +487,6 @@ fn sse(ctx: &ApiContext, version: Version, id: Value, plan: StreamPlan) -> Resp 
         {
             return;
         }
-        let mut mapper = convert::StreamMapper::new();
         loop {
             // A client that went away frees its subscriber slot at once, not at the next event.
             let item = tokio::select! {

@@ -8,7 +8,8 @@ use serde_json::{Map, Value, json};
 use super::jsonrpc::RpcError;
 use super::push_configs::new_push_config;
 use super::{
-    Answer, Call, convert, history_length, params_as, render_task, stream_plan, task_record,
+    Answer, Call, StreamStart, convert, history_length, params_as, render_task, stream_plan,
+    task_record,
 };
 use crate::a2a::{Version, code, v03};
 use crate::error::{ErrorCode, HubError};
@@ -249,8 +250,7 @@ pub(super) async fn send_message(
     if streaming {
         record_history.await?;
         let history = hub.task_messages(&rec.id).await?;
-        let initial = convert::initial_task(&rec, history);
-        return stream_plan(call, rec, initial).await;
+        return stream_plan(call, rec, history, StreamStart::Created).await;
     }
     let rec = if conf.return_immediately {
         record_history.await?;

@@ -1,4 +1,8 @@
-//! `GetTask`, `CancelTask`, `SubscribeToTask`, `ListTasks`.
+//! `GetTask`, `CancelTask`, `SubscribeToTask` (0.3: `tasks/resubscribe`), `ListTasks`.
+//!
+//! `SubscribeToTask` starts with the task as it stands (state and artifacts so far) and then
+//! sends only later events, so a client that resubscribes after a dropped connection loses
+//! and repeats nothing.
 
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -6,7 +10,7 @@ use serde_json::{Value, json};
 use super::jsonrpc::RpcError;
 use super::{
     Answer, Call, DEFAULT_PAGE, MAX_COUNT, MAX_PAGE, convert, history_length, params_as,
-    render_task, shape_task, stream_plan, task_record,
+    StreamStart, render_task, shape_task, stream_plan, task_record,
 };
 use crate::a2a::{TaskState, code};
 use crate::model::RequestRecord;
@@ -63,8 +67,7 @@ pub(super) async fn subscribe(call: &Call, params: Value) -> Result<Answer, RpcE
         ));
     }
     let history = call.ctx.hub.task_messages(&rec.id).await?;
-    let initial = convert::initial_task(&rec, history);
-    stream_plan(call, rec, initial).await
+    stream_plan(call, rec, history, StreamStart::Current).await
 }
 
 #[derive(Deserialize, Default)]
