@@ -4,7 +4,9 @@
 //! [`agent_view`]; errors render from the error registry as
 //! `{"error":{"code","message"}}` with the code's HTTP status. Bodies must be JSON objects of at
 //! most `A2A_MAX_BODY_BYTES`. Request events are also served as SSE at
-//! `GET /api/v1/requests/{id}/events` (`Last-Event-ID` or `?after=` to resume).
+//! `GET /api/v1/requests/{id}/events` (`Last-Event-ID` or `?after=` to resume); the stream ends
+//! after the terminal event, or after an `error` event (a store failure, or the caller's API
+//! key revoked or expired).
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -23,6 +23,8 @@ use crate::model::{Principal, now_ms};
 pub struct KeyGuard {
     hub: Hub,
     key_id: String,
+    /// The cache key (hash) of the key, once found: later looks are one map lookup.
+    hash: Option<String>,
     epoch: watch::Receiver<u64>,
     revoked: bool,
     expires_at: Option<i64>,
@@ -41,6 +43,7 @@ impl Hub {
         let mut guard = KeyGuard {
             hub: self.clone(),
             key_id,
+            hash: None,
             epoch: self.inner.key_epoch.subscribe(),
             revoked: false,
             expires_at: None,
@@ -54,9 +57,14 @@ impl KeyGuard {
     /// Reads the key's state from the cache. A key missing from it keeps its last known state:
     /// keys are never deleted, so a miss is a cache reload racing with a key created elsewhere.
     fn reload(&mut self) {
-        if let Some(k) = self.hub.cached_key(&self.key_id) {
+        let found = match &self.hash {
+            Some(h) => self.hub.cached_key_by_hash(h),
+            None => self.hub.cached_key(&self.key_id),
+        };
+        if let Some(k) = found {
             self.revoked = k.revoked_at.is_some();
             self.expires_at = k.expires_at;
+            self.hash = Some(k.hash);
         }
     }
 

@@ -904,7 +904,8 @@ impl Hub {
 // For stream key guards (`key_guard.rs`)
 
 impl Hub {
-    /// The cached record of the API key with public id `key_id` (no store read).
+    /// The cached record of the API key with public id `key_id` (no store read; a scan of
+    /// the cache).
     pub(crate) fn cached_key(&self, key_id: &str) -> Option<ApiKeyRecord> {
         self.sec()
             .keys
@@ -912,5 +913,10 @@ impl Hub {
             .values()
             .find(|k| k.id == key_id)
             .cloned()
+    }
+
+    /// The cached record of the API key whose secret hashes to `hash` (no store read).
+    pub(crate) fn cached_key_by_hash(&self, hash: &str) -> Option<ApiKeyRecord> {
+        self.sec().keys.read().get(hash).cloned()
     }
 }

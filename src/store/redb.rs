@@ -25,7 +25,8 @@ use redb::{
 use super::codec::{decode, decode_json, encode, encode_json};
 use super::group_commit::{BatchWriter, GroupCommitter};
 use super::{
-    Aux, ListOrder, Op, Record, RequestFilter, Store, StoreCounts, StoreError, StoreResult, idempotency_taken,
+    Aux, ListOrder, Op, Record, RequestFilter, Store, StoreCounts, StoreError, StoreResult,
+    idempotency_taken,
 };
 use crate::model::{AgentRecord, Event, IdempotencyRecord, RequestRecord, SessionRecord};
 
@@ -43,8 +44,7 @@ const BY_SESSION: TableDefinition<(&str, &str), ()> = TableDefinition::new("requ
 const BY_PRINCIPAL: TableDefinition<(&str, &str), ()> =
     TableDefinition::new("requests_by_principal");
 /// (last change, session id): sessions by `closed_at`, else `created_at` (layout version 2).
-const SESSIONS_BY_TIME: TableDefinition<(i64, &str), ()> =
-    TableDefinition::new("sessions_by_time");
+const SESSIONS_BY_TIME: TableDefinition<(i64, &str), ()> = TableDefinition::new("sessions_by_time");
 const EVENTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("events");
 const IDEM: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency");
 const IDEM_EXP: TableDefinition<(i64, &str), ()> = TableDefinition::new("idempotency_expiry");
@@ -521,12 +521,17 @@ impl Store for RedbStore {
         };
         let keep = |r: &RequestRecord| {
             filter.agent_id.as_ref().is_none_or(|a| &r.agent_id == a)
-                && filter.session_id.as_ref().is_none_or(|s| r.session_id.as_ref() == Some(s))
+                && filter
+                    .session_id
+                    .as_ref()
+                    .is_none_or(|s| r.session_id.as_ref() == Some(s))
                 && (filter.states.is_empty() || filter.states.contains(&r.state))
         };
         let cursor = filter.after_id.as_deref();
         let range = match (order, cursor) {
-            (ListOrder::OldestFirst, Some(c)) => idx.range((principal, c)..=(principal, "\u{10FFFF}")),
+            (ListOrder::OldestFirst, Some(c)) => {
+                idx.range((principal, c)..=(principal, "\u{10FFFF}"))
+            }
             (ListOrder::OldestFirst, None) | (ListOrder::NewestFirst, None) => {
                 idx.range((principal, "")..=(principal, "\u{10FFFF}"))
             }

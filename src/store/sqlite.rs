@@ -26,7 +26,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavio
 use super::group_commit::{BatchWriter, GroupCommitter};
 use super::migrations::{self, Applied, Mode, Report};
 use super::{
-    Aux, ListOrder, Op, Record, RequestFilter, Store, StoreCounts, StoreError, StoreResult, idempotency_taken,
+    Aux, ListOrder, Op, Record, RequestFilter, Store, StoreCounts, StoreError, StoreResult,
+    idempotency_taken,
 };
 use crate::model::{
     AgentRecord, AgentSource, Event, EventKind, IdempotencyRecord, RequestRecord, RequestState,

@@ -376,10 +376,7 @@ async fn redb_migrate_reports_and_changes_nothing() {
     cmd.arg("--data-dir").arg(dir.path()).arg("migrate");
     let out = run(cmd).await;
     assert_eq!(out.code, Some(0), "{}", out.stderr);
-    let current = format!(
-        "layout version {}",
-        a2a_mcp::store::redb::SCHEMA_VERSION
-    );
+    let current = format!("layout version {}", a2a_mcp::store::redb::SCHEMA_VERSION);
     assert!(out.stdout.contains(&current), "{}", out.stdout);
     assert!(out.stdout.contains("up to date"), "{}", out.stdout);
 }

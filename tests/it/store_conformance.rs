@@ -746,7 +746,11 @@ pub async fn requests_listed_per_principal(b: &dyn Backend) {
 
     let list = |filter: RequestFilter, order: ListOrder| {
         let s = s.clone();
-        async move { s.list_requests_of("key:alice", &filter, order).await.unwrap() }
+        async move {
+            s.list_requests_of("key:alice", &filter, order)
+                .await
+                .unwrap()
+        }
     };
     let all = list(RequestFilter::default(), ListOrder::OldestFirst).await;
     assert_eq!(ids(&all), mine);
@@ -777,10 +781,7 @@ pub async fn requests_listed_per_principal(b: &dyn Backend) {
     }
     assert_eq!(
         pages,
-        vec![
-            vec!["r257", "r207", "r157", "r107"],
-            vec!["r057", "r007"]
-        ]
+        vec![vec!["r257", "r207", "r157", "r107"], vec!["r057", "r007"]]
     );
     let page = list(
         RequestFilter {
@@ -841,10 +842,14 @@ pub async fn requests_listed_per_principal(b: &dyn Backend) {
     .await;
     assert!(other_session.is_empty());
     assert!(
-        s.list_requests_of("key:nobody", &RequestFilter::default(), ListOrder::OldestFirst)
-            .await
-            .unwrap()
-            .is_empty()
+        s.list_requests_of(
+            "key:nobody",
+            &RequestFilter::default(),
+            ListOrder::OldestFirst
+        )
+        .await
+        .unwrap()
+        .is_empty()
     );
 
     // Deleted requests leave the index; a reopened store still has it.
@@ -853,7 +858,11 @@ pub async fn requests_listed_per_principal(b: &dyn Backend) {
         .unwrap();
     let s = b.reopen(s).await;
     let after = s
-        .list_requests_of("key:alice", &RequestFilter::default(), ListOrder::OldestFirst)
+        .list_requests_of(
+            "key:alice",
+            &RequestFilter::default(),
+            ListOrder::OldestFirst,
+        )
         .await
         .unwrap();
     assert_eq!(ids(&after), ["r007", "r057", "r157", "r207", "r257"]);
@@ -901,7 +910,11 @@ pub async fn sessions_by_last_change(b: &dyn Backend) {
         ["s-tie", "s-closed-old"]
     );
     assert_eq!(
-        names(s.sessions_before(500, Some((100, "s-tie")), 10).await.unwrap()),
+        names(
+            s.sessions_before(500, Some((100, "s-tie")), 10)
+                .await
+                .unwrap()
+        ),
         ["s-closed-old"]
     );
     assert!(s.sessions_before(100, None, 10).await.unwrap().is_empty());
@@ -1031,8 +1044,8 @@ async fn redb_file_is_locked_by_one_process_at_a_time() {
 /// when it is opened, and records version 2.
 #[tokio::test]
 async fn redb_layout_1_gains_its_indexes_when_opened() {
-    use a2a_mcp::store::Store;
     use ::redb::ReadableDatabase;
+    use a2a_mcp::store::Store;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.redb");
     {
@@ -1083,7 +1096,11 @@ async fn redb_layout_1_gains_its_indexes_when_opened() {
     let s = a2a_mcp::store::redb::RedbStore::open(&path).unwrap();
     assert_eq!(s.found_version(), 1);
     let mine = s
-        .list_requests_of("key:alice", &RequestFilter::default(), ListOrder::NewestFirst)
+        .list_requests_of(
+            "key:alice",
+            &RequestFilter::default(),
+            ListOrder::NewestFirst,
+        )
         .await
         .unwrap();
     assert_eq!(ids(&mine), ["r1"]);

@@ -31,11 +31,7 @@ fn script(name: &str) -> String {
 
 fn message_id() -> String {
     static N: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "msg-{}-{}",
-        now_ms(),
-        N.fetch_add(1, Ordering::SeqCst)
-    )
+    format!("msg-{}-{}", now_ms(), N.fetch_add(1, Ordering::SeqCst))
 }
 
 async fn deploy(th: &TestHub, spec: Value) {
@@ -96,8 +92,10 @@ impl Sse {
         Sse::open("POST", url, Some(body), &headers).await
     }
 
-    /// The next event (name, data); `None` once the server ended the stream.
+    /// The next event (name, data); `None` once the server ended the stream. Keep-alive
+    /// comments do not count: an event (or the end) must come within 30 s.
     async fn next(&mut self) -> Option<(String, Value)> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(end) = self.buf.find("\n\n") {
                 let block: String = self.buf.drain(..end + 2).collect();
@@ -115,7 +113,7 @@ impl Sse {
                 }
                 return Some((name, serde_json::from_str(&data.join("\n")).unwrap()));
             }
-            let frame = tokio::time::timeout(Duration::from_secs(30), self.body.frame())
+            let frame = tokio::time::timeout_at(deadline, self.body.frame())
                 .await
                 .expect("an SSE event (or the end) within 30 s");
             match frame {
@@ -139,13 +137,15 @@ impl Sse {
     }
 }
 
-/// Frames until the server closes: the JSON text frames and the close code and reason.
+/// Frames until the server closes (within 30 s, pings or not): the JSON text frames and the
+/// close code and reason.
 async fn read_until_close(ws: &mut Ws) -> (Vec<Value>, Option<(u16, String)>) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let mut frames = Vec::new();
     loop {
-        let msg = tokio::time::timeout(Duration::from_secs(30), ws.next())
+        let msg = tokio::time::timeout_at(deadline, ws.next())
             .await
-            .expect("a frame (or the close) within 30 s");
+            .expect("the server closes within 30 s");
         match msg {
             Some(Ok(Message::Text(t))) => frames.push(serde_json::from_str(t.as_str()).unwrap()),
             Some(Ok(Message::Close(c))) => {
@@ -245,7 +245,11 @@ async fn subscribe_to_task_starts_from_the_current_state_after_a_drop() {
         say(&mut w, c);
         let (_, d) = first.next().await.unwrap();
         let u = &d["result"]["artifactUpdate"];
-        assert_eq!(texts(u["artifact"]["parts"].as_array().unwrap()), [c], "{d}");
+        assert_eq!(
+            texts(u["artifact"]["parts"].as_array().unwrap()),
+            [c],
+            "{d}"
+        );
     }
     drop(first);
 
@@ -328,13 +332,14 @@ async fn subscribe_to_task_starts_from_the_current_state_after_a_drop() {
         }
     }
     assert_eq!(last_state, "TASK_STATE_COMPLETED", "{rest:?}");
-    assert!(
-        seqs.windows(2).all(|w| w[0] <= w[1]),
-        "in order: {seqs:?}"
-    );
+    assert!(seqs.windows(2).all(|w| w[0] <= w[1]), "in order: {seqs:?}");
     let mut distinct = seqs.clone();
     distinct.dedup();
-    assert_eq!(distinct, [7, 8], "only the events after the task, each once");
+    assert_eq!(
+        distinct,
+        [7, 8],
+        "only the events after the task, each once"
+    );
     // Task + later updates rebuild exactly the full artifacts.
     let (_, v) = post(
         &url,
@@ -351,10 +356,7 @@ async fn subscribe_to_task_starts_from_the_current_state_after_a_drop() {
     .await;
     let full = artifact_map(&v["result"]["artifacts"]);
     assert_eq!(arts, full, "{v}");
-    assert_eq!(
-        texts(&full["output"]),
-        ["c1", "c2", "c3", "c4", "c5", "c6"]
-    );
+    assert_eq!(texts(&full["output"]), ["c1", "c2", "c3", "c4", "c5", "c6"]);
     assert_eq!(full["result"], [json!({"data": {"chunks": 6}})]);
     th.stop().await;
 }
@@ -483,8 +485,10 @@ async fn a2a_stream_ends_with_an_error_when_its_key_is_revoked() {
     let mut s = Sse::open(
         "POST",
         &format!("http://{}/a2a/echo", th.api),
-        Some(json!({"jsonrpc": "2.0", "id": "s1", "method": "SendStreamingMessage",
-                    "params": {"message": msg}})),
+        Some(
+            json!({"jsonrpc": "2.0", "id": "s1", "method": "SendStreamingMessage",
+                    "params": {"message": msg}}),
+        ),
         &[("a2a-version", "1.0"), ("authorization", bearer.as_str())],
     )
     .await;
@@ -548,7 +552,13 @@ async fn a_finished_request_with_many_events_replays_completely_and_closes() {
     assert_eq!(close, Some(1000));
 
     // SSE: every event, then the response ends.
-    let mut sse = Sse::open("GET", &th.rest(&format!("/requests/{id}/events")), None, &[]).await;
+    let mut sse = Sse::open(
+        "GET",
+        &th.rest(&format!("/requests/{id}/events")),
+        None,
+        &[],
+    )
+    .await;
     let all: Vec<Value> = sse.rest().await.into_iter().map(|(_, d)| d).collect();
     assert_eq!(all.len(), 1502);
     assert_complete_stream(&all, "final");
@@ -669,7 +679,12 @@ async fn the_sweeper_removes_old_sessions_and_permission_requests_and_keeps_live
                     now - 10 * day,
                     Some(now - hour),
                 ),
-                permission("pr-pending-old", RequestStatus::Pending, now - 9 * day, None),
+                permission(
+                    "pr-pending-old",
+                    RequestStatus::Pending,
+                    now - 9 * day,
+                    None,
+                ),
                 permission("pr-pending-new", RequestStatus::Pending, now - hour, None),
             ])
             .await

@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 
 use super::jsonrpc::RpcError;
 use super::{
-    Answer, Call, DEFAULT_PAGE, MAX_COUNT, MAX_PAGE, convert, history_length, params_as,
-    StreamStart, render_task, shape_task, stream_plan, task_record,
+    Answer, Call, DEFAULT_PAGE, MAX_COUNT, MAX_PAGE, StreamStart, convert, history_length,
+    params_as, render_task, shape_task, stream_plan, task_record,
 };
 use crate::a2a::{TaskState, code};
 use crate::model::RequestRecord;
