@@ -363,7 +363,8 @@ async fn subscribe_to_task_starts_from_the_current_state_after_a_drop() {
 
 #[tokio::test]
 async fn streams_end_when_their_key_is_revoked_or_expires() {
-    let th = TestHub::start().await;
+    // No periodic key reload during the test: revocation must act at once, expiry on time.
+    let th = TestHub::start_with(&[("key_refresh", "1h")]).await;
     let (token, rec) = th
         .hub
         .create_key(&admin(), Role::Invoker, "streams", None)
