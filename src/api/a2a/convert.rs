@@ -577,6 +577,74 @@ mod tests {
         assert_eq!(failed["status"]["message"]["parts"][0]["text"], "boom");
     }
 
+    /// For every cut of a log, the task at the cut plus the mapped updates after it rebuild
+    /// the task at the end: artifacts exactly, state never going back. The log has a retry
+    /// (a second `start`), whose first chunk replaces the first attempt's output.
+    #[test]
+    fn task_at_any_cut_plus_later_updates_is_the_whole_task() {
+        let mut r = rec(RequestState::Running);
+        r.finished_at = None;
+        let log = vec![
+            ev(1, EventKind::Start),
+            ev(2, EventKind::Chunk("\"a\"".into())),
+            ev(3, EventKind::Chunk("{\"n\":1}".into())),
+            ev(4, EventKind::Start),
+            ev(5, EventKind::Chunk("\"b\"".into())),
+            ev(6, EventKind::Chunk("\"c\"".into())),
+            ev(7, EventKind::Final("{\"ok\":true}".into())),
+        ];
+        let rank = |t: &Value| match t["state"].as_str().unwrap() {
+            "TASK_STATE_SUBMITTED" => 0,
+            "TASK_STATE_WORKING" => 1,
+            _ => 2,
+        };
+        let end = task_at(&r, log.iter(), vec![]);
+        assert_eq!(end["status"]["state"], "TASK_STATE_COMPLETED");
+        assert_eq!(end["metadata"]["seq"], 7);
+        assert_eq!(
+            end["artifacts"],
+            json!([
+                {"artifactId": "output", "name": "output", "parts": [{"text": "b"}, {"text": "c"}]},
+                {"artifactId": "result", "name": "result", "parts": [{"data": {"ok": true}}]},
+            ])
+        );
+        for cut in 0..=log.len() {
+            let (before, after) = log.split_at(cut);
+            let start = task_at(&r, before.iter(), vec![]);
+            assert_eq!(start["metadata"]["seq"], cut as u64);
+            let mut arts: Vec<Value> = start["artifacts"].as_array().cloned().unwrap_or_default();
+            let mut state = start["status"].clone();
+            let mut m = StreamMapper::after(before.iter());
+            for e in after {
+                for sr in m.map(&r, e) {
+                    if let Some(u) = sr.get("artifactUpdate") {
+                        let a = &u["artifact"];
+                        match arts.iter_mut().find(|x| x["artifactId"] == a["artifactId"]) {
+                            Some(x) if u["append"] == true => x["parts"]
+                                .as_array_mut()
+                                .unwrap()
+                                .extend(a["parts"].as_array().unwrap().iter().cloned()),
+                            Some(x) => *x = a.clone(),
+                            None => arts.push(a.clone()),
+                        }
+                    } else {
+                        let next = sr["statusUpdate"]["status"].clone();
+                        assert!(rank(&next) >= rank(&state), "cut {cut}: state went back");
+                        state = next;
+                    }
+                }
+            }
+            assert_eq!(Value::Array(arts), end["artifacts"], "cut {cut}");
+            assert_eq!(state["state"], end["status"]["state"], "cut {cut}");
+        }
+        // GetTask shows the same output: the last attempt's.
+        let done = rec(RequestState::Done);
+        assert_eq!(
+            artifacts(&done, &log)[0]["parts"],
+            end["artifacts"][0]["parts"]
+        );
+    }
+
     #[test]
     fn events_map_to_stream_responses() {
         let r = rec(RequestState::Done);
