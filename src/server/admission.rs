@@ -165,7 +165,10 @@ impl Policy {
     }
 }
 
-/// Whether a request carries a body (beyond an empty one).
+/// Whether a request carries a body (beyond an empty one): a non-zero `Content-Length`, a
+/// `Transfer-Encoding`, or (HTTP/2, where both may be absent) a stream still open after the
+/// headers of a method that takes a body. A GET whose HTTP/2 stream ends in a separate empty
+/// frame is not mistaken for one with a body.
 fn has_body<B: Body>(req: &http::Request<B>) -> bool {
     let length = req
         .headers()
@@ -176,8 +179,15 @@ fn has_body<B: Body>(req: &http::Request<B>) -> bool {
         Some(0) => false,
         Some(_) => true,
         None => {
+            let bodiless_method = matches!(
+                *req.method(),
+                http::Method::GET
+                    | http::Method::HEAD
+                    | http::Method::DELETE
+                    | http::Method::OPTIONS
+            );
             req.headers().contains_key(http::header::TRANSFER_ENCODING)
-                || !req.body().is_end_stream()
+                || (!bodiless_method && !req.body().is_end_stream())
         }
     }
 }
@@ -571,6 +581,16 @@ mod tests {
         }
         assert!(p.check(&post(None, "2")).is_err(), "a body without a type");
         assert!(p.check(&post(None, "0")).is_ok(), "no body, no type needed");
+        // HTTP/2 without Content-Length: a POST stream still open has a body, a GET not.
+        let open = |method: &str| {
+            http::Request::builder()
+                .method(method)
+                .uri("/mcp")
+                .body(http_body_util::Full::new(Bytes::from("{}")))
+                .unwrap()
+        };
+        assert!(p.check(&open("POST")).is_err());
+        assert!(p.check(&open("GET")).is_ok());
     }
 
     #[test]

@@ -351,13 +351,13 @@ impl Conn {
         let mut closing = false;
         let mut watching = true;
         loop {
-            let now = *watch_rx.borrow_and_update();
+            let state = *watch_rx.borrow_and_update();
             // When the watchdog acts next: the head deadline until a request has started,
             // the idle deadline while nothing is in flight, never while something is.
-            let wake = if !now.started {
+            let wake = if !state.started {
                 Some(self.head_deadline)
-            } else if now.in_flight == 0 {
-                Some(now.idle_since + self.idle_timeout)
+            } else if state.in_flight == 0 {
+                Some(state.idle_since + self.idle_timeout)
             } else {
                 None
             };
@@ -374,7 +374,7 @@ impl Conn {
                     watching = changed.is_ok();
                 }
                 _ = sleep_until_some(wake), if !closing => {
-                    if !now.started {
+                    if !state.started {
                         self.closed("head_timeout");
                         tracing::debug!(%peer, "no complete request within A2A_HEADER_TIMEOUT; closing");
                         return;
