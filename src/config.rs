@@ -243,14 +243,14 @@ pub const SETTINGS: &[Setting] = &[
     s!(
         "allowed_hosts",
         ["A2A_ALLOWED_HOSTS"],
-        "localhost,127.0.0.1,::1",
-        "Host header values accepted on /mcp (DNS-rebinding protection), comma-separated; the public_url host is added."
+        "",
+        "Host names clients use to reach the hub, comma-separated (`name` for any port, `name:port` for one). IP literals and `localhost` are always accepted, as is the host of `public_url`; a request naming any other Host is refused with 421 on every route of both listeners (DNS-rebinding protection). Behind a proxy or in a cluster, list the names it forwards (e.g. the Service DNS names)."
     ),
     s!(
         "allowed_origins",
         ["A2A_ALLOWED_ORIGINS"],
         "",
-        "Browser Origins accepted on /mcp and /stream besides loopback ones (e.g. `https://app.example.com`)."
+        "Browser origins (`scheme://host[:port]`, comma-separated; `null` for the opaque origin) that may call the hub besides its own origin (the listener's scheme with the request's Host, and the origin of `public_url`). A request carrying any other `Origin` is refused with 403 on every route (cross-site protection); requests without `Origin` (non-browser clients) are not affected."
     ),
     s!(
         "max_body_bytes",
@@ -277,7 +277,7 @@ pub const SETTINGS: &[Setting] = &[
         "WebSocket ping interval; a client silent for three intervals is dropped."
     ),
     s!("auth", ["A2A_AUTH"], "auto",
-       "`auto`: API keys are required once at least one active key exists; `required`: always; `off`: never (refused in production on a non-loopback address)."),
+       "`auto`: API keys are required from the moment the first key is created, for the life of the store (expiring or revoking keys never reopens the hub); until then the hub is open to loopback callers only. `required`: always. `off`: never, and loopback callers only. Production mode never runs open: `auto` means `required` there, and `off` is refused."),
     s!("stdio_role", ["A2A_STDIO_ROLE"], "admin",
        "Role of the local user of `a2a-mcp stdio` (admin, operator, invoker, viewer)."),
     s!("rate_limits", ["A2A_RATE_LIMITS"], "default=100/s,admin=1000/s,ip=1000/s",
@@ -292,14 +292,22 @@ pub const SETTINGS: &[Setting] = &[
        "When set, `/metrics` and `/api/agent` on the operations listener require `Authorization: Bearer <token>` (Prometheus: `authorization.credentials_file`); `/healthz` and `/readyz` stay open for probes."),
     s!("ops_tls", ["A2A_OPS_TLS"], "on",
        "`on`: the operations listener uses TLS too when a certificate is set; `off`: plain HTTP (e.g. for an in-cluster scraper)."),
-    s!("header_timeout", ["A2A_HEADER_TIMEOUT"], "30s",
-       "Time a client has to send request headers (and the TLS handshake); idle keep-alive connections close after it too (slowloris guard)."),
+    s!("header_timeout", ["A2A_HEADER_TIMEOUT"], "10s",
+       "Deadline for a connection's first complete request head, counted from accept (TLS handshake and protocol detection included): a connection that has not sent one by then is closed and its slot freed. Also the time an HTTP/1.1 client has to send each later request head, waiting on a kept-alive connection included (slowloris guard)."),
+    s!("idle_timeout", ["A2A_IDLE_TIMEOUT"], "60s",
+       "A connection with no request in flight for this long is closed (HTTP/2 with a GOAWAY). Streams in progress (SSE, MCP) keep their connection busy; WebSocket connections have their own heartbeat (`ws_heartbeat`)."),
+    s!("keepalive_interval", ["A2A_KEEPALIVE_INTERVAL"], "30s",
+       "HTTP/2 keep-alive: a PING is sent after this long without a frame from the client, and a client that does not answer within the same time is disconnected."),
     s!("max_connections", ["A2A_MAX_CONNECTIONS"], "4096",
-       "Open connections per listener; further connections wait in the kernel backlog."),
+       "Open connections per listener (the API and the operations listener each have their own budget); further connections wait in the kernel backlog until a slot frees."),
+    s!("max_connections_per_ip", ["A2A_MAX_CONNECTIONS_PER_IP"], "256",
+       "Open connections one client address may hold on a listener; a further connection from that address is closed at once. Every address counts on its own, loopback ones too (127.0.0.1 and 127.0.0.2 are two addresses). Behind a reverse proxy or an ingress every connection comes from the proxy's address: raise it towards `max_connections` there."),
     s!("max_streams_per_key", ["A2A_MAX_STREAMS_PER_KEY"], "256",
        "WebSocket/SSE subscriptions one credential may hold at once."),
     s!("audit_retention", ["A2A_AUDIT_RETENTION"], "90d",
        "How long audit log entries are kept."),
+    s!("audit_denial_window", ["A2A_AUDIT_DENIAL_WINDOW"], "1m",
+       "Refused requests (401, 429, and 403/421 from the request admission) are audited in summary: one entry per reason, surface and key or client address per window, with the count, so a flood cannot fill the disk. At most 256 such entries per window; further callers are counted together."),
     s!("key_refresh", ["A2A_KEY_REFRESH"], "10s",
        "How often API keys are re-read from the store, so keys created or revoked by `a2a-mcp keys` or another replica take effect (with Redis, other replicas' changes arrive at once)."),
     s!("push_allowed_networks", ["A2A_PUSH_ALLOWED_NETWORKS"], "",
@@ -412,7 +420,9 @@ pub struct Config {
     pub sweep_interval: Duration,
     pub log_level: String,
     pub log_format: LogFormat,
-    pub allowed_hosts: Vec<String>,
+    /// Host names accepted besides IP literals and `localhost` (public_url's host included).
+    pub allowed_hosts: Vec<HostName>,
+    /// Extra browser origins, normalised by [`normalize_origin`].
     pub allowed_origins: Vec<String>,
     pub max_body_bytes: usize,
     pub shutdown_grace: Duration,
@@ -426,7 +436,10 @@ pub struct Config {
     pub tls_client_ca: Option<PathBuf>,
     pub ops_tls: bool,
     pub max_connections: usize,
+    pub max_connections_per_ip: usize,
     pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub keepalive_interval: Duration,
     pub backup_dir: PathBuf,
     /// `None`: no scheduled backups.
     pub backup_interval: Option<Duration>,
@@ -437,6 +450,7 @@ pub struct Config {
     pub otel_export_interval: Duration,
     pub max_streams_per_key: usize,
     pub audit_retention: Duration,
+    pub audit_denial_window: Duration,
     /// Bearer token for `/metrics` and `/api/agent` on the operations listener.
     pub ops_token: Option<String>,
     pub key_refresh: Duration,
@@ -526,6 +540,13 @@ impl Raw {
         let (v, _) = self.get(key);
         humantime::parse_duration(v.trim())
             .map_err(|_| self.err(key, "a duration such as 500ms, 30s, 5m, 12h or 7d"))
+    }
+
+    fn nonzero_duration(&self, key: &str) -> Result<Duration, ConfigError> {
+        match self.duration(key)? {
+            d if d.is_zero() => Err(self.err(key, "a duration longer than 0")),
+            d => Ok(d),
+        }
     }
 
     fn list(&self, key: &str) -> Vec<String> {
@@ -635,12 +656,48 @@ impl Config {
             "text" => LogFormat::Text,
             _ => return Err(raw.err("log_format", "auto, json or text")),
         };
-        let mut allowed_hosts = raw.list("allowed_hosts");
+        let mut allowed_hosts = Vec::new();
+        for entry in raw.list("allowed_hosts") {
+            match HostName::parse(&entry) {
+                Some(h) => allowed_hosts.push(h),
+                None => {
+                    return Err(ConfigError(format!(
+                        "allowed_hosts (A2A_ALLOWED_HOSTS): {entry:?} is not a host name; \
+                         expected `name` or `name:port`, comma-separated"
+                    )));
+                }
+            }
+        }
         if let Some(u) = &public_url
-            && let Some(host) = url_host(u)
+            && let Some(host) = url_host(u).and_then(|h| HostName::parse(&h))
             && !allowed_hosts.contains(&host)
         {
             allowed_hosts.push(host);
+        }
+        let mut allowed_origins = Vec::new();
+        for entry in raw.list("allowed_origins") {
+            match normalize_origin(&entry) {
+                Some(o) => allowed_origins.push(o),
+                None => {
+                    return Err(ConfigError(format!(
+                        "allowed_origins (A2A_ALLOWED_ORIGINS): {entry:?} is not an origin; \
+                         expected `scheme://host[:port]` (no path, no wildcard) or `null`"
+                    )));
+                }
+            }
+        }
+        let auth = match raw.get("auth").0.trim() {
+            "auto" | "" => AuthMode::Auto,
+            "required" | "on" => AuthMode::Required,
+            "off" | "none" => AuthMode::Off,
+            _ => return Err(raw.err("auth", "auto, required or off")),
+        };
+        if env_kind == Env::Production && auth == AuthMode::Off {
+            return Err(ConfigError(
+                "auth (A2A_AUTH) = \"off\": production mode never runs without authentication; \
+                 remove A2A_AUTH (keys are then required) or run in development mode (A2A_ENV=development)"
+                    .into(),
+            ));
         }
         let max_body_bytes = raw.positive("max_body_bytes")?;
         if max_body_bytes < 1024 {
@@ -692,17 +749,12 @@ impl Config {
             log_level,
             log_format,
             allowed_hosts,
-            allowed_origins: raw.list("allowed_origins"),
+            allowed_origins,
             max_body_bytes,
             shutdown_grace: raw.duration("shutdown_grace")?,
             max_wait: raw.duration("max_wait")?,
             ws_heartbeat: raw.duration("ws_heartbeat")?,
-            auth: match raw.get("auth").0.trim() {
-                "auto" | "" => AuthMode::Auto,
-                "required" | "on" => AuthMode::Required,
-                "off" | "none" => AuthMode::Off,
-                _ => return Err(raw.err("auth", "auto, required or off")),
-            },
+            auth,
             stdio_role: raw.parse("stdio_role", "admin, operator, invoker or viewer")?,
             rate_limits: crate::policy::ratelimit::parse(raw.get("rate_limits").0)
                 .map_err(|e| raw.err("rate_limits", &format!("name=N/s|N/m|off pairs ({e})")))?,
@@ -711,7 +763,10 @@ impl Config {
             tls_client_ca: raw.text("tls_client_ca").map(PathBuf::from),
             ops_tls: raw.bool("ops_tls")?,
             max_connections: raw.positive("max_connections")?,
-            header_timeout: raw.duration("header_timeout")?,
+            max_connections_per_ip: raw.positive("max_connections_per_ip")?,
+            header_timeout: raw.nonzero_duration("header_timeout")?,
+            idle_timeout: raw.nonzero_duration("idle_timeout")?,
+            keepalive_interval: raw.nonzero_duration("keepalive_interval")?,
             backup_dir: PathBuf::from(raw.text("backup_dir").unwrap_or_else(|| "backup".into())),
             backup_interval: match raw.get("backup_interval").0.trim() {
                 "off" | "0" | "" => None,
@@ -730,6 +785,13 @@ impl Config {
             otel_export_interval: raw.duration("otel_export_interval")?,
             max_streams_per_key: raw.positive("max_streams_per_key")?,
             audit_retention: raw.duration("audit_retention")?,
+            audit_denial_window: {
+                let d = raw.duration("audit_denial_window")?;
+                if d < Duration::from_millis(100) {
+                    return Err(raw.err("audit_denial_window", "a duration of at least 100ms"));
+                }
+                d
+            },
             ops_token: raw.text("ops_token"),
             key_refresh: {
                 let d = raw.duration("key_refresh")?;
@@ -884,6 +946,89 @@ fn postgres_settings(raw: &Raw) -> Result<PostgresSettings, ConfigError> {
         ca_file: raw.text("postgres_ca_file").map(PathBuf::from),
         pool_size: raw.positive("postgres_pool_size")?,
         timeout,
+    })
+}
+
+/// One name of `allowed_hosts`: lower-case, without a trailing dot; `port: None` accepts any
+/// port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostName {
+    pub name: String,
+    pub port: Option<u16>,
+}
+
+impl HostName {
+    /// `name`, `name:port`, `[v6]`, `[v6]:port` or a bare IPv6 address; `None` when it is not
+    /// a valid host (the same grammar as a `Host` header).
+    pub fn parse(s: &str) -> Option<HostName> {
+        let s = s.trim();
+        if s.parse::<std::net::Ipv6Addr>().is_ok() {
+            return Some(HostName {
+                name: s.to_ascii_lowercase(),
+                port: None,
+            });
+        }
+        let authority: http::uri::Authority = s.parse().ok()?;
+        if authority.as_str().contains('@') {
+            return None;
+        }
+        let host = authority.host();
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        let name = host.trim_end_matches('.').to_ascii_lowercase();
+        if name.is_empty() {
+            return None;
+        }
+        Some(HostName {
+            name,
+            port: authority.port_u16(),
+        })
+    }
+
+    /// Whether a request's Host (already parsed) is this entry.
+    pub fn matches(&self, host: &HostName) -> bool {
+        self.name == host.name && self.port.is_none_or(|p| Some(p) == host.port)
+    }
+}
+
+/// The default port of a URL scheme (`None` when the scheme has none we know).
+pub fn default_port(scheme: &str) -> Option<u16> {
+    match scheme {
+        "http" | "ws" => Some(80),
+        "https" | "wss" => Some(443),
+        _ => None,
+    }
+}
+
+/// A browser origin (`scheme://host[:port]`, or `null`) in one canonical spelling: lower-case
+/// scheme and host, IPv6 in brackets, the port always written when the scheme has a default
+/// one. `None` when the text is not an origin (a path, a query, credentials, a wildcard).
+pub fn normalize_origin(s: &str) -> Option<String> {
+    let s = s.trim();
+    if s.eq_ignore_ascii_case("null") {
+        return Some("null".into());
+    }
+    let s = s.strip_suffix('/').unwrap_or(s);
+    let uri: http::Uri = s.parse().ok()?;
+    let scheme = uri.scheme_str()?.to_ascii_lowercase();
+    let authority = uri.authority()?;
+    if authority.as_str().contains('@') || authority.as_str().contains('*') {
+        return None;
+    }
+    if uri.path() != "/" && !uri.path().is_empty() || uri.query().is_some() {
+        return None;
+    }
+    let host = HostName::parse(authority.as_str())?;
+    let shown = if host.name.contains(':') {
+        format!("[{}]", host.name)
+    } else {
+        host.name
+    };
+    Some(match host.port.or(default_port(&scheme)) {
+        Some(port) => format!("{scheme}://{shown}:{port}"),
+        None => format!("{scheme}://{shown}"),
     })
 }
 
@@ -1051,6 +1196,58 @@ mod tests {
                 "{e}"
             );
         }
+    }
+
+    #[test]
+    fn hosts_and_origins_are_normalised_and_checked() {
+        assert_eq!(
+            HostName::parse("Hub.Example.com.:8443"),
+            Some(HostName {
+                name: "hub.example.com".into(),
+                port: Some(8443)
+            })
+        );
+        assert_eq!(HostName::parse("::1").map(|h| h.name), Some("::1".into()));
+        assert_eq!(HostName::parse("[::1]:80").and_then(|h| h.port), Some(80));
+        assert_eq!(HostName::parse("user@host"), None);
+        assert_eq!(HostName::parse("a b"), None);
+        let any = HostName::parse("hub.example.com").unwrap();
+        assert!(any.matches(&HostName::parse("hub.example.com:1234").unwrap()));
+        let one = HostName::parse("hub.example.com:8443").unwrap();
+        assert!(!one.matches(&HostName::parse("hub.example.com:8444").unwrap()));
+        assert_eq!(
+            normalize_origin("HTTPS://App.Example.com/").as_deref(),
+            Some("https://app.example.com:443")
+        );
+        assert_eq!(
+            normalize_origin("http://[::1]:8787").as_deref(),
+            Some("http://[::1]:8787")
+        );
+        assert_eq!(normalize_origin("null").as_deref(), Some("null"));
+        for bad in [
+            "*",
+            "https://*.example.com",
+            "https://a/path",
+            "app.example.com",
+            "",
+        ] {
+            assert_eq!(normalize_origin(bad), None, "{bad}");
+        }
+        let e = load(&[("A2A_ALLOWED_ORIGINS", "https://a.example/x")], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("A2A_ALLOWED_ORIGINS"), "{e}");
+        let c = load(&[("A2A_PUBLIC_URL", "https://hub.example.com")], &[]).unwrap();
+        assert_eq!(c.allowed_hosts[0].name, "hub.example.com");
+    }
+
+    #[test]
+    fn production_never_runs_without_authentication() {
+        let e = load(&[("A2A_ENV", "production"), ("A2A_AUTH", "off")], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("A2A_AUTH") && e.contains("production"), "{e}");
+        assert!(load(&[("A2A_AUTH", "off")], &[]).is_ok());
     }
 
     #[test]

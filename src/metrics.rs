@@ -254,6 +254,33 @@ pub static AUTH_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
+pub static HTTP_REFUSALS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "a2a_http_refusals_total",
+        "Requests refused by the request admission before authentication, by listener and reason (host, origin, content_type, loopback_only).",
+        &["listener", "reason"],
+    )
+});
+
+pub static CONNECTIONS_OPEN: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    reg(IntGaugeVec::new(
+        Opts::new(
+            "a2a_connections_open",
+            "Open client connections, by listener (api, ops); upgraded WebSocket connections included.",
+        ),
+        &["listener"],
+    )
+    .unwrap_or_else(|e| panic!("a2a_connections_open: {e}")))
+});
+
+pub static CONNECTIONS_CLOSED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "a2a_connections_closed_total",
+        "Connections the server closed on its own, by listener and reason (per_ip_cap, head_timeout, tls_handshake, idle).",
+        &["listener", "reason"],
+    )
+});
+
 pub static BACKUP_LAST_SUCCESS: LazyLock<IntGauge> = LazyLock::new(|| {
     gauge(
         "a2a_backup_last_success_timestamp_seconds",
@@ -363,6 +390,9 @@ pub fn init() {
     LazyLock::force(&UPTIME);
     LazyLock::force(&RATE_LIMIT_HITS);
     LazyLock::force(&AUTH_FAILURES);
+    LazyLock::force(&HTTP_REFUSALS);
+    LazyLock::force(&CONNECTIONS_OPEN);
+    LazyLock::force(&CONNECTIONS_CLOSED);
     LazyLock::force(&BACKUP_LAST_SUCCESS);
     LazyLock::force(&BACKUP_DURATION);
     LazyLock::force(&BACKUP_SIZE);
@@ -404,6 +434,15 @@ pub fn init() {
     }
     for surface in ["mcp", "rest", "a2a", "stream"] {
         RATE_LIMIT_HITS.with_label_values(&[surface, "anonymous"]);
+    }
+    for listener in ["api", "ops"] {
+        CONNECTIONS_OPEN.with_label_values(&[listener]);
+        for reason in ["host", "origin", "content_type", "loopback_only"] {
+            HTTP_REFUSALS.with_label_values(&[listener, reason]);
+        }
+        for reason in ["per_ip_cap", "head_timeout", "tls_handshake", "idle"] {
+            CONNECTIONS_CLOSED.with_label_values(&[listener, reason]);
+        }
     }
     for trigger in ["schedule", "api", "cli"] {
         BACKUP_FAILURES.with_label_values(&[trigger]);

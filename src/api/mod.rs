@@ -235,30 +235,6 @@ fn redact_definition(def: &mut Value) {
     }
 }
 
-/// Whether a browser `Origin` may use the API: absent (not a browser), loopback, the same
-/// host the request was sent to, or listed in `allowed_origins`.
-pub fn origin_allowed(origin: Option<&str>, host: Option<&str>, config: &Config) -> bool {
-    let Some(origin) = origin else { return true };
-    if config
-        .allowed_origins
-        .iter()
-        .any(|o| o.trim_end_matches('/') == origin)
-    {
-        return true;
-    }
-    let Some((_, authority)) = origin.split_once("://") else {
-        return false;
-    };
-    let origin_host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(""),
-        None => authority.split(':').next().unwrap_or(""),
-    };
-    if matches!(origin_host, "localhost" | "127.0.0.1" | "::1") {
-        return true;
-    }
-    host.is_some_and(|h| h.eq_ignore_ascii_case(authority))
-}
-
 /// The token of an `Authorization: Bearer …` header.
 pub fn bearer(headers: &http::HeaderMap) -> Option<&str> {
     headers

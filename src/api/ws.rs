@@ -7,11 +7,12 @@
 //! client closes it. Every event is a text frame with the wire shape of
 //! [`crate::model::Event::to_json`]; problems are `{"type":"error","code","message"}` frames.
 //!
-//! Checked before the upgrade: `STREAM_TOKEN` (Bearer or `token=`) → 401, a foreign `Origin`
-//! → 403, an unknown request → 404, too many subscribers → 429. The server pings every
-//! `A2A_WS_HEARTBEAT`; a client silent for three intervals is dropped (close 1001). A
-//! connection opened with an API key ends when that key is revoked or expires: an
-//! `unauthenticated` error frame, then close 1008 (policy violation) with the reason.
+//! Checked before the upgrade: Host, `Origin` and the credential (`STREAM_TOKEN`, Bearer or
+//! `token=`) by the listener's admission (421/403/401), then an unknown request → 404, too
+//! many subscribers → 429. The server pings every `A2A_WS_HEARTBEAT`; a client silent for
+//! three intervals is dropped (close 1001). A connection opened with an API key ends when that
+//! key is revoked or expires: an `unauthenticated` error frame, then close 1008 (policy
+//! violation) with the reason.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -66,14 +67,8 @@ pub fn routes(ctx: Arc<ApiContext>) -> BoxedFilter<(warp::reply::Response,)> {
         .and(warp::get())
         .and(warp::ws())
         .and(warp::query::<HashMap<String, String>>())
-        .and(warp::header::headers_cloned())
         .and(super::req_ctx(ctx))
-        .then(
-            |ws: warp::ws::Ws,
-             raw: HashMap<String, String>,
-             headers: http::HeaderMap,
-             rc: ReqCtx| { upgrade(rc, ws, raw, headers) },
-        )
+        .then(|ws: warp::ws::Ws, raw: HashMap<String, String>, rc: ReqCtx| upgrade(rc, ws, raw))
         .boxed()
 }
 
@@ -81,26 +76,14 @@ async fn upgrade(
     rc: ReqCtx,
     ws: warp::ws::Ws,
     raw_query: HashMap<String, String>,
-    headers: http::HeaderMap,
 ) -> warp::reply::Response {
     let query: StreamQuery = match parse_query(raw_query) {
         Ok(q) => q,
         Err(e) => return error_response(&e),
     };
-    // The credential (Bearer, or token= for browsers) was checked by the listener already.
+    // The listener's admission checked Host, Origin and the credential (Bearer, or token= for
+    // browsers) already.
     let ctx = rc.ctx.clone();
-    let origin = headers
-        .get(http::header::ORIGIN)
-        .and_then(|v| v.to_str().ok());
-    let host = headers
-        .get(http::header::HOST)
-        .and_then(|v| v.to_str().ok());
-    if !super::origin_allowed(origin, host, &ctx.config) {
-        return error_response(&HubError::new(
-            ErrorCode::Forbidden,
-            "this Origin may not open streams; add it to A2A_ALLOWED_ORIGINS",
-        ));
-    }
     let principal = rc.caller();
     // The request named in the URL must exist and have a free subscriber slot before upgrading.
     let first = match &query.request_id {

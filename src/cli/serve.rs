@@ -9,9 +9,9 @@ use rmcp::ServiceExt;
 use super::Exit;
 use crate::api::ApiContext;
 use crate::api::mcp::McpServer;
-use crate::config::Config;
+use crate::config::{AuthMode, Config};
 use crate::executor::ExecutorEnv;
-use crate::hub::{Hub, HubConfig};
+use crate::hub::{AuthStatus, Hub, HubConfig};
 use crate::model::{Principal, Surface};
 use crate::server::{self, Listener};
 use crate::store::{self, StoreError};
@@ -29,10 +29,15 @@ pub fn hub_config(config: &Config) -> HubConfig {
             catalog_dir: config.catalog_dir.clone(),
             work_dir: config.data_dir.join("work"),
         },
-        auth: config.auth,
+        // Production mode never runs open: `auto` requires keys from the start there.
+        auth: match (config.is_production(), config.auth) {
+            (true, AuthMode::Auto) => AuthMode::Required,
+            (_, mode) => mode,
+        },
         stream_token: config.stream_token.clone(),
         rate_limits: config.rate_limits.clone(),
         audit_retention: config.audit_retention,
+        audit_denial_window: config.audit_denial_window,
         key_refresh: config.key_refresh,
         agent_callbacks: config.agent_callbacks,
         runtime_process_agents: config.runtime_process_agents,
@@ -161,14 +166,7 @@ fn summary(config: &Config, hub: &Hub, api: Option<&Listener>, ops: Option<&List
             config.max_concurrency, config.max_queue_size
         ),
     );
-    line(
-        "auth",
-        if hub.auth_required() {
-            "API keys required".to_string()
-        } else {
-            "off: no key required (create one with `a2a-mcp keys create`)".to_string()
-        },
-    );
+    line("auth", auth_line(config, hub));
     line(
         "tls",
         match &config.tls_cert {
@@ -176,6 +174,26 @@ fn summary(config: &Config, hub: &Hub, api: Option<&Listener>, ops: Option<&List
             None => "off".to_string(),
         },
     );
+}
+
+/// The `auth` line of the summary: whether keys are required and why, or who may call.
+fn auth_line(config: &Config, hub: &Hub) -> String {
+    match hub.auth_status() {
+        AuthStatus::Required if config.is_production() && !hub.keys_ever_existed() => {
+            "required (production mode); no key exists yet: stop the server, run \
+             `a2a-mcp keys create --role admin`, start again"
+                .into()
+        }
+        AuthStatus::Required if config.auth == AuthMode::Required => {
+            "required (A2A_AUTH=required)".into()
+        }
+        AuthStatus::Required => "required (production mode)".into(),
+        AuthStatus::KeysExist => "required (keys exist)".into(),
+        AuthStatus::OpenNoKeyYet => "open to loopback callers only (no key created yet; after \
+             `a2a-mcp keys create --role admin` keys are required for good)"
+            .into(),
+        AuthStatus::Off => "off: open to loopback callers only (A2A_AUTH=off)".into(),
+    }
 }
 
 async fn shutdown_signal() {
@@ -200,31 +218,21 @@ async fn shutdown_signal() {
     }
 }
 
-/// Production mode refuses an API listener on a non-loopback address that anyone could use
-/// without a key.
+/// Production mode requires keys (it never runs open) and refuses an API listener on a
+/// non-loopback address while no key is usable: nobody could call it, and nobody could create
+/// a key through it.
 fn refuse_unsafe_start(config: &Config, hub: &Hub) -> Option<String> {
-    if !config.is_production() || config.stream_host.is_loopback() {
+    if !config.is_production() || config.stream_host.is_loopback() || hub.has_active_keys() {
         return None;
     }
-    let open = match config.auth {
-        crate::config::AuthMode::Off => true,
-        _ => !hub.has_active_keys(),
-    };
-    open.then(|| {
-        format!(
-            "refusing to listen on {}:{} in production without authentication: create an admin key \
-             first with `a2a-mcp --data-dir {} keys create --role admin` (server stopped), \
-             {}then start again",
-            config.stream_host,
-            config.stream_port,
-            config.data_dir.display(),
-            if config.auth == crate::config::AuthMode::Off {
-                "remove A2A_AUTH=off, "
-            } else {
-                ""
-            }
-        )
-    })
+    Some(format!(
+        "refusing to listen on {}:{} in production without an API key: create an admin key \
+         first with `a2a-mcp --data-dir {} keys create --role admin` (server stopped), then \
+         start again",
+        config.stream_host,
+        config.stream_port,
+        config.data_dir.display(),
+    ))
 }
 
 pub async fn serve(config: Config) -> Exit {

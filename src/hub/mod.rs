@@ -37,6 +37,7 @@ use tokio_util::task::TaskTracker;
 pub use invoke::{HandoffArgs, InvokeArgs};
 pub use key_guard::KeyGuard;
 pub use registry::AgentEntry;
+pub use security::AuthStatus;
 pub use stream::EventStream;
 
 use crate::bus::Bus;
@@ -67,6 +68,8 @@ pub struct HubConfig {
     pub stream_token: Option<String>,
     pub rate_limits: crate::policy::ratelimit::Limits,
     pub audit_retention: Duration,
+    /// How often refused requests are summarised in the audit log.
+    pub audit_denial_window: Duration,
     /// How often API keys are re-read from the store.
     pub key_refresh: Duration,
     /// Give process agents a callback URL and token.
@@ -263,6 +266,7 @@ impl Hub {
         let hub = Hub { inner };
         hub.refresh_agent_metrics();
         hub.refresh_keys().await?;
+        hub.backfill_auth_marker().await?;
         if !serve {
             hub.inner.sched.lock().stop_accepting();
             return Ok(hub);
@@ -272,6 +276,7 @@ impl Hub {
         hub.spawn_cluster_workers();
         sweeper::spawn(hub.clone());
         hub.spawn_key_refresh();
+        hub.spawn_denial_audit();
         backups::spawn_scheduler(hub.clone());
         hub.inner.ready.store(true, Ordering::SeqCst);
         Ok(hub)
@@ -650,6 +655,7 @@ impl Hub {
         }
         // Several replicas: what is left here goes to the others now, not when leases expire.
         self.release_work().await;
+        self.flush_denials().await;
         self.inner.cluster_stop.cancel();
         if let Err(e) = self.inner.store.close().await {
             tracing::error!("closing the store failed: {e}");

@@ -6,9 +6,20 @@
 //! revoked by another replica take effect within that time; this process's own changes take
 //! effect at once). Agent processes get a per-request token that authenticates them as
 //! `agent:<id>` for the life of the request; what they may invoke is decided by grants.
+//!
+//! Fail closed: with `A2A_AUTH=auto` calls without a key are refused from the moment any key
+//! has existed in the store, for the life of the store. The [`AuthMarker`] is written in the
+//! commit of the first key (and backfilled at start-up when keys exist without it); expiring
+//! or revoking keys never reopens the hub. While the hub is open (no key ever, or `off`) the
+//! listener serves loopback callers only (`server::admission`).
+//!
+//! Refusals (401 here, 429 from the rate limits, 403/421 from the request admission) are
+//! counted in a [`DenialTally`] and written to the audit log once per `A2A_AUDIT_DENIAL_WINDOW`
+//! by the `denial-audit` worker (and at shutdown), one entry per reason, surface and caller.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -19,11 +30,11 @@ use crate::config::AuthMode;
 use crate::error::{ErrorCode, HubError, HubResult};
 use crate::metrics;
 use crate::model::{Principal, PrincipalKind, RequestRecord, Role, Surface, new_id, now_ms};
-use crate::policy::audit::{AuditRecord, Outcome};
+use crate::policy::audit::{AuditRecord, Denial, DenialTally, Outcome};
 use crate::policy::grants::{
     self, GrantRecord, PermissionRequestRecord, RequestStatus, validate_permission,
 };
-use crate::policy::keys::{self, ApiKeyRecord};
+use crate::policy::keys::{self, ApiKeyRecord, AuthMarker};
 use crate::policy::ratelimit::{Limiter, Refusal};
 use crate::policy::{AccessLists, Action, require};
 use crate::store::codec::{decode, encode};
@@ -31,6 +42,28 @@ use crate::store::{Aux, Op};
 
 /// Upper bound for a waiting permission request.
 const MAX_PERMISSION_WAIT: Duration = Duration::from_secs(300);
+
+/// Distinct callers whose refusals are audited on their own per window (the rest together).
+const DENIAL_SUBJECTS_PER_WINDOW: usize = 256;
+
+/// Whether and why calls without a key are served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthStatus {
+    /// `A2A_AUTH=required` (production mode implies it).
+    Required,
+    /// `A2A_AUTH=auto` and a key has existed in this store: required for good.
+    KeysExist,
+    /// `A2A_AUTH=auto` and no key was ever created: open to loopback callers only.
+    OpenNoKeyYet,
+    /// `A2A_AUTH=off`: open to loopback callers only.
+    Off,
+}
+
+impl AuthStatus {
+    pub fn is_open(self) -> bool {
+        matches!(self, AuthStatus::OpenNoKeyYet | AuthStatus::Off)
+    }
+}
 
 /// In-memory security state of the hub.
 pub(crate) struct SecurityState {
@@ -44,6 +77,12 @@ pub(crate) struct SecurityState {
     agent_tokens: parking_lot::Mutex<HashMap<String, Principal>>,
     /// permission request id → decision channel.
     waiters: parking_lot::Mutex<HashMap<String, watch::Sender<Option<PermissionRequestRecord>>>>,
+    /// A key has existed in this store (the marker or a key record was seen, or one was made).
+    keys_ever: AtomicBool,
+    /// The [`AuthMarker`] is known to be in the store.
+    marker_stored: AtomicBool,
+    /// Refusals waiting for the next `denial-audit` flush.
+    denials: parking_lot::Mutex<DenialTally>,
 }
 
 impl SecurityState {
@@ -61,15 +100,16 @@ impl SecurityState {
             keys: parking_lot::RwLock::new(HashMap::new()),
             agent_tokens: parking_lot::Mutex::new(HashMap::new()),
             waiters: parking_lot::Mutex::new(HashMap::new()),
+            keys_ever: AtomicBool::new(false),
+            marker_stored: AtomicBool::new(false),
+            denials: parking_lot::Mutex::new(DenialTally::new(DENIAL_SUBJECTS_PER_WINDOW)),
         }
     }
 }
 
-fn unauthenticated(surface: Surface, reason: &'static str, message: &str) -> HubError {
-    metrics::AUTH_FAILURES
-        .with_label_values(&[surface.as_str(), reason])
-        .inc();
-    HubError::new(ErrorCode::Unauthenticated, message)
+/// A client address for the audit log (`unknown` when the transport has none).
+fn address(peer: Option<IpAddr>) -> String {
+    peer.map_or_else(|| "unknown".to_string(), |ip| ip.to_canonical().to_string())
 }
 
 /// What the permission tools return.
@@ -103,17 +143,52 @@ impl Hub {
                 .await?;
             let n = page.len();
             for (k, v) in page {
-                let rec: ApiKeyRecord = decode("api_keys", &v)?;
                 after = Some(k.clone());
+                if k == keys::AUTH_MARKER_KEY {
+                    self.sec().marker_stored.store(true, Ordering::SeqCst);
+                    continue;
+                }
+                if !keys::is_key_record(&k) {
+                    continue;
+                }
+                let rec: ApiKeyRecord = decode("api_keys", &v)?;
                 fresh.insert(k, rec);
             }
             if n < 500 {
                 break;
             }
         }
+        if !fresh.is_empty() || self.sec().marker_stored.load(Ordering::SeqCst) {
+            self.sec().keys_ever.store(true, Ordering::SeqCst);
+        }
         *self.sec().keys.write() = fresh;
         self.keys_changed();
         Ok(())
+    }
+
+    /// Start-up: a store that holds keys but no [`AuthMarker`] (written by an older version,
+    /// or restored from an older snapshot) gets one now, so that it stays closed when its
+    /// last key expires.
+    pub(crate) async fn backfill_auth_marker(&self) -> HubResult<()> {
+        if self.sec().marker_stored.load(Ordering::SeqCst) || self.sec().keys.read().is_empty() {
+            return Ok(());
+        }
+        let op = self.auth_marker_op("backfill")?;
+        self.inner.store.write(vec![op]).await?;
+        self.sec().marker_stored.store(true, Ordering::SeqCst);
+        tracing::info!("API keys exist: recorded that this store requires keys from now on");
+        Ok(())
+    }
+
+    fn auth_marker_op(&self, first_key: &str) -> HubResult<Op> {
+        Ok(Op::PutAux {
+            table: Aux::ApiKeys,
+            key: keys::AUTH_MARKER_KEY.to_string(),
+            value: encode(&AuthMarker {
+                since: now_ms(),
+                first_key: first_key.to_string(),
+            })?,
+        })
     }
 
     pub(crate) fn spawn_key_refresh(&self) {
@@ -148,29 +223,67 @@ impl Hub {
         self.sec().keys.read().values().any(|k| k.is_active(now))
     }
 
-    /// Whether calls without a key are refused right now.
-    pub fn auth_required(&self) -> bool {
+    /// Whether an API key has ever existed in this store.
+    pub fn keys_ever_existed(&self) -> bool {
+        self.sec().keys_ever.load(Ordering::SeqCst)
+    }
+
+    /// Whether and why calls without a key are served.
+    pub fn auth_status(&self) -> AuthStatus {
         match self.sec().mode {
-            AuthMode::Required => true,
-            AuthMode::Off => false,
-            AuthMode::Auto => self.has_active_keys(),
+            AuthMode::Required => AuthStatus::Required,
+            AuthMode::Off => AuthStatus::Off,
+            AuthMode::Auto if self.keys_ever_existed() => AuthStatus::KeysExist,
+            AuthMode::Auto => AuthStatus::OpenNoKeyYet,
         }
     }
 
+    /// Whether calls without a key are refused right now.
+    pub fn auth_required(&self) -> bool {
+        !self.auth_status().is_open()
+    }
+
+    /// A refused credential: counted in metrics and tallied for the audit log.
+    fn unauthenticated(
+        &self,
+        surface: Surface,
+        reason: &'static str,
+        subject: String,
+        role: &'static str,
+        message: &str,
+    ) -> HubError {
+        metrics::AUTH_FAILURES
+            .with_label_values(&[surface.as_str(), reason])
+            .inc();
+        self.record_denial(Denial {
+            action: "http.unauthenticated",
+            reason,
+            surface: surface.as_str(),
+            subject,
+            role,
+            message: message.to_string(),
+        });
+        HubError::new(ErrorCode::Unauthenticated, message)
+    }
+
     /// Turns presented credentials into a principal. `stream_route` admits the legacy
-    /// `STREAM_TOKEN` (stream-only).
+    /// `STREAM_TOKEN` (stream-only); `peer` (the client address) names the caller of a
+    /// refusal in the audit log.
     pub async fn authenticate(
         &self,
         token: Option<&str>,
         surface: Surface,
         stream_route: bool,
+        peer: Option<IpAddr>,
     ) -> HubResult<Principal> {
         let Some(token) = token.filter(|t| !t.is_empty()) else {
             // A configured STREAM_TOKEN keeps guarding the stream routes on its own.
             if self.auth_required() || (stream_route && self.sec().stream_token.is_some()) {
-                return Err(unauthenticated(
+                return Err(self.unauthenticated(
                     surface,
                     "missing",
+                    address(peer),
+                    "none",
                     "an API key is required: send Authorization: Bearer <key> (create one with `a2a-mcp keys create --role invoker`)",
                 ));
             }
@@ -203,19 +316,25 @@ impl Hub {
         };
         let now = now_ms();
         match key {
-            None => Err(unauthenticated(
+            None => Err(self.unauthenticated(
                 surface,
                 "invalid",
+                address(peer),
+                "none",
                 "the API key is not valid (unknown key)",
             )),
-            Some(k) if k.revoked_at.is_some() => Err(unauthenticated(
+            Some(k) if k.revoked_at.is_some() => Err(self.unauthenticated(
                 surface,
                 "revoked",
+                format!("key:{}", k.id),
+                k.role.as_str(),
                 &format!("the API key {} has been revoked", k.id),
             )),
-            Some(k) if !k.is_active(now) => Err(unauthenticated(
+            Some(k) if !k.is_active(now) => Err(self.unauthenticated(
                 surface,
                 "expired",
+                format!("key:{}", k.id),
+                k.role.as_str(),
                 &format!("the API key {} has expired", k.id),
             )),
             Some(k) => Ok(Principal::new(format!("key:{}", k.id), k.role)
@@ -230,7 +349,7 @@ impl Hub {
             Some(r) => r,
             None => self.sec().limiter.check(p, addr),
         };
-        if r.is_err() {
+        if let Err(refusal) = &r {
             let label = p.key_id.as_deref().unwrap_or(match p.kind {
                 PrincipalKind::Agent => "agent",
                 PrincipalKind::StreamToken => "stream-token",
@@ -239,6 +358,26 @@ impl Hub {
             metrics::RATE_LIMIT_HITS
                 .with_label_values(&[p.surface.as_str(), label])
                 .inc();
+            let subject = match (&p.key_id, p.kind) {
+                (Some(k), _) => format!("key:{k}"),
+                (None, PrincipalKind::Anonymous) => address(addr),
+                (None, _) => p.id.clone(),
+            };
+            self.record_denial(Denial {
+                action: "http.rate_limited",
+                reason: if refusal.by_address {
+                    "per_address"
+                } else {
+                    "per_key"
+                },
+                surface: p.surface.as_str(),
+                subject,
+                role: p.role.as_str(),
+                message: format!(
+                    "rate limit exceeded; retry after {} s",
+                    refusal.retry_after.as_secs_f64().ceil() as u64
+                ),
+            });
         }
         r
     }
@@ -445,6 +584,60 @@ impl Hub {
         }
     }
 
+    /// Counts a refused request for the next summary in the audit log (no I/O here).
+    pub fn record_denial(&self, d: Denial) {
+        self.sec().denials.lock().add(d, now_ms());
+    }
+
+    /// Writes the tallied refusals to the audit log (one entry per reason, surface and
+    /// caller, with the count) and starts a fresh window.
+    pub(crate) async fn flush_denials(&self) {
+        let records = self.sec().denials.lock().drain();
+        if records.is_empty() {
+            return;
+        }
+        let mut ops = Vec::with_capacity(records.len());
+        for rec in &records {
+            match encode(rec) {
+                Ok(value) => ops.push(Op::PutAux {
+                    table: Aux::Audit,
+                    key: rec.id.clone(),
+                    value,
+                }),
+                Err(e) => tracing::error!("could not encode an audit entry: {e}"),
+            }
+        }
+        if let Err(e) = self.inner.store.write(ops).await {
+            tracing::error!(
+                entries = records.len(),
+                "could not write the refusal summary to the audit log: {e}"
+            );
+        }
+    }
+
+    /// The `denial-audit` worker: flushes the refusal tally every `A2A_AUDIT_DENIAL_WINDOW`
+    /// (and once more when the hub stops).
+    pub(crate) fn spawn_denial_audit(&self) {
+        let hub = self.clone();
+        let stopping = self.inner.stopping.clone();
+        let every = self.inner.cfg.audit_denial_window;
+        self.worker_update("denial-audit", |_| {});
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stopping.cancelled() => break,
+                    _ = tokio::time::sleep(every) => {}
+                }
+                hub.flush_denials().await;
+                hub.worker_update("denial-audit", |w| {
+                    w.runs += 1;
+                    w.last_run = Some(crate::model::rfc3339(now_ms()));
+                });
+            }
+            hub.worker_update("denial-audit", |w| w.state = "stopped");
+        });
+    }
+
     /// Audit entries after `after` (an entry id), oldest first.
     pub async fn list_audit(
         &self,
@@ -498,19 +691,26 @@ impl Hub {
         Ok((token, rec))
     }
 
-    /// Stores a key record with its audit entry (one commit) and updates the cache.
+    /// Stores a key record with its audit entry (one commit) and updates the cache. The
+    /// first key of a store carries the [`AuthMarker`] in the same commit.
     async fn put_key(&self, rec: &ApiKeyRecord, audit: Op) -> HubResult<()> {
-        self.inner
-            .store
-            .write(vec![
-                Op::PutAux {
-                    table: Aux::ApiKeys,
-                    key: rec.hash.clone(),
-                    value: encode(rec)?,
-                },
-                audit,
-            ])
-            .await?;
+        let mut ops = vec![
+            Op::PutAux {
+                table: Aux::ApiKeys,
+                key: rec.hash.clone(),
+                value: encode(rec)?,
+            },
+            audit,
+        ];
+        let with_marker = !self.sec().marker_stored.load(Ordering::SeqCst);
+        if with_marker {
+            ops.push(self.auth_marker_op(&rec.id)?);
+        }
+        self.inner.store.write(ops).await?;
+        if with_marker {
+            self.sec().marker_stored.store(true, Ordering::SeqCst);
+        }
+        self.sec().keys_ever.store(true, Ordering::SeqCst);
         self.sec()
             .keys
             .write()

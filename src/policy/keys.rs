@@ -3,7 +3,8 @@
 //! Token format: `a2a_<id>_<secret>` where `<id>` is 12 hex characters (public: listed, used to
 //! revoke, safe to log) and `<secret>` is 32 random bytes in unpadded base64url. The store keys
 //! records by the hex SHA-256 of the whole token; a fast hash is right for 256-bit random
-//! secrets (nothing to brute-force), and lookups stay O(1).
+//! secrets (nothing to brute-force), and lookups stay O(1). The same table holds the
+//! [`AuthMarker`] under [`AUTH_MARKER_KEY`].
 
 use base64::Engine;
 use serde::{Deserialize, Serialize};
@@ -12,6 +13,27 @@ use sha2::{Digest, Sha256};
 use crate::model::Role;
 
 pub const TOKEN_PREFIX: &str = "a2a_";
+
+/// Store key (in the API-key table) of the [`AuthMarker`]. It cannot collide with a key
+/// record: those are keyed by a 64-character hex hash.
+pub const AUTH_MARKER_KEY: &str = "~auth-enabled";
+
+/// The durable record that API keys have existed in this store. Written in the commit of the
+/// first key (and at start-up when keys exist without it) and never removed, so that with
+/// `A2A_AUTH=auto` a store that once had a key requires one for good: the expiry or revocation
+/// of the last key does not reopen the hub. Restores carry it along with the keys.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuthMarker {
+    /// When authentication was turned on (ms since the epoch).
+    pub since: i64,
+    /// The key whose creation turned it on (or `backfill` when written at start-up).
+    pub first_key: String,
+}
+
+/// Whether a key of the API-key table holds a key record (not the marker).
+pub fn is_key_record(store_key: &str) -> bool {
+    store_key.len() == 64 && store_key.bytes().all(|b| b.is_ascii_hexdigit())
+}
 
 /// An API key as stored (no secret).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

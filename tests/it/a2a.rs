@@ -398,8 +398,17 @@ async fn json_rpc_framing_and_bad_input() {
         (s, v["error"]["code"].clone(), v["id"].clone()),
         (200, json!(-32700), Value::Null)
     );
-    let (_, body, _) = http_raw("POST", &url, b"[]".to_vec(), &[]).await;
+    let (_, body, _) = http_raw(
+        "POST",
+        &url,
+        b"[]".to_vec(),
+        &[("content-type", "application/json")],
+    )
+    .await;
     assert!(body.contains("-32600"), "{body}");
+    // A body that does not say it is JSON is refused by the listener's admission.
+    let (s, body, _) = http_raw("POST", &url, b"[]".to_vec(), &[]).await;
+    assert_eq!(s, 415, "{body}");
     let (_, v) = rpc(&url, one, "Nope", json!({})).await;
     assert_eq!(v["error"]["code"], -32601);
     assert_eq!(v["id"], "t1");

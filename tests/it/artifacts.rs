@@ -9,7 +9,8 @@
 //!   `kubernetes-validate --strict`, checkov (no failed check; every skip justified), and the
 //!   project's semantic checks (selectors, probes, ports, sizes, namespace, HPA only in the
 //!   overlay) against the real binary's endpoints; the runbook's restore pod
-//!   (k8s/restore/) fits the StatefulSet and the binary takes its arguments.
+//!   (k8s/restore/) fits the StatefulSet and the binary takes its arguments; the real binary
+//!   run with the ConfigMap admits every Service DNS name as a Host.
 //! - monitoring/: `promtool check rules`, `promtool test rules` (every alert fires and stays
 //!   silent in a unit test), the PrometheusRule equal to the plain rule file, the dashboard's
 //!   PromQL checked by promtool, runbook links that resolve, and every metric named by an alert
@@ -1098,6 +1099,86 @@ fn k8s_config_names_only_real_settings_and_the_binary_accepts_it() {
         None,
     );
     assert!(out.ok() && out.stdout.contains("echo"), "{out}");
+}
+
+/// In-cluster clients reach the hub under its Service names: the real binary, run with the
+/// base ConfigMap, admits every DNS name of every Service (and the StatefulSet's pod names
+/// through the headless one) as a Host, and still refuses a foreign one (421).
+#[tokio::test]
+async fn k8s_config_admits_the_service_names_as_hosts() {
+    let docs = yaml_docs(&kustomize("k8s/base"));
+    let env = config_env(&docs);
+    let ns = docs
+        .iter()
+        .find_map(|d| d["metadata"]["namespace"].as_str())
+        .expect("a namespace")
+        .to_string();
+    let sts = named(&docs, "StatefulSet", "a2a-mcp");
+    let mut names = Vec::new();
+    for svc in kind(&docs, "Service") {
+        let svc_name = svc["metadata"]["name"].as_str().unwrap();
+        let bases = if svc["spec"]["clusterIP"] == "None" {
+            // Headless: clients address the pods, <statefulset>-<ordinal>.<service>.
+            let replicas = sts["spec"]["replicas"].as_u64().unwrap_or(1);
+            (0..replicas)
+                .map(|i| {
+                    format!(
+                        "{}-{i}.{svc_name}",
+                        sts["metadata"]["name"].as_str().unwrap()
+                    )
+                })
+                .collect::<Vec<_>>()
+        } else {
+            vec![svc_name.to_string()]
+        };
+        for b in bases {
+            names.push(b.clone());
+            names.push(format!("{b}.{ns}.svc"));
+            names.push(format!("{b}.{ns}.svc.cluster.local"));
+        }
+    }
+    assert!(names.len() >= 9, "{names:?}");
+    // The pod's settings, with this machine's paths and ports; a key, as production needs one.
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(
+        Command::new(BIN)
+            .env_clear()
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(["keys", "create", "--role", "viewer"]),
+        None,
+    );
+    assert!(out.ok(), "{out}");
+    let local_only = [
+        "A2A_DATA_DIR",
+        "A2A_BACKUP_DIR",
+        "A2A_CATALOG_DIR",
+        "STREAM_HOST",
+        "METRICS_HOST",
+        "STREAM_TOKEN_FILE",
+    ];
+    let pod_env: Vec<(&str, &str)> = env
+        .iter()
+        .filter(|(k, _)| !local_only.contains(&k.as_str()))
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let b = TestBinary::serve(dir.path(), &pod_env).await;
+    for name in &names {
+        let host = format!("{name}:{}", b.api.port());
+        let (s, v, _) = http("GET", &b.rest("/agents"), None, &[("host", host.as_str())]).await;
+        assert_eq!(s, 401, "Host {host}: admitted, then asked for a key: {v}");
+        let host = format!("{name}:{}", b.ops.port());
+        let (s, v, _) = http(
+            "GET",
+            &format!("http://{}/healthz", b.ops),
+            None,
+            &[("host", host.as_str())],
+        )
+        .await;
+        assert_eq!(s, 200, "ops, Host {host}: {v}");
+    }
+    let (s, _, _) = http("GET", &b.rest("/agents"), None, &[("host", "evil.example")]).await;
+    assert_eq!(s, 421);
 }
 
 /// The restore pod of the runbook (k8s/restore/restore-pod.yaml, not in any kustomization)

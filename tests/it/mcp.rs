@@ -191,7 +191,16 @@ async fn streamable_http_status_mapping() {
     )
     .await;
     assert!((400..500).contains(&s), "bad Host got {s}");
-    // A loopback browser Origin is fine.
+    // The hub's own origin is fine; another local web app (another port) is another origin.
+    let own = format!("http://{}", th.api);
+    let (s, _, _) = http(
+        "POST",
+        &url,
+        Some(init_body()),
+        &[ACCEPT, ("origin", own.as_str())],
+    )
+    .await;
+    assert_eq!(s, 200);
     let (s, _, _) = http(
         "POST",
         &url,
@@ -199,7 +208,7 @@ async fn streamable_http_status_mapping() {
         &[ACCEPT, ("origin", "http://localhost:5173")],
     )
     .await;
-    assert_eq!(s, 200);
+    assert_eq!(s, 403);
     // Malformed JSON and batches are rejected; the server keeps serving.
     let (s, body, _) = http_raw(
         "POST",

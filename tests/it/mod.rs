@@ -1,4 +1,5 @@
 pub mod a2a;
+pub mod admission;
 pub mod artifacts;
 pub mod backup;
 pub mod bad_input;

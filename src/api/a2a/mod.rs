@@ -225,23 +225,8 @@ async fn handle_rpc(
     query: HashMap<String, String>,
     body: Bytes,
 ) -> Resp {
+    // Host and Origin were checked by the listener's admission (server/admission.rs).
     let ctx = rc.ctx.clone();
-    let origin = headers
-        .get(http::header::ORIGIN)
-        .and_then(|v| v.to_str().ok());
-    let host = headers
-        .get(http::header::HOST)
-        .and_then(|v| v.to_str().ok());
-    if !super::origin_allowed(origin, host, &ctx.config) {
-        let e = RpcError::new(
-            code::INVALID_REQUEST,
-            "this Origin may not call the A2A endpoint; add it to A2A_ALLOWED_ORIGINS",
-        );
-        return rpc_json(
-            http::StatusCode::FORBIDDEN,
-            &jsonrpc::error_response(&Value::Null, &e, Version::V10),
-        );
-    }
     let agent = match agent_id {
         Some(id) => match ctx.hub.agent(&id) {
             Ok(a) => Some(a),

@@ -7,12 +7,18 @@
 //! `/metrics`, `/api/agent`). Both speak TLS when a certificate is configured (the ops port can
 //! opt out with `A2A_OPS_TLS=off`).
 //!
-//! On the API listener every request is authenticated here, once, before any handler runs:
-//! the credential (`Authorization: Bearer`, or `token=` on stream routes) becomes a
-//! [`Principal`] in the request's extensions, or the request ends with 401; the rate limits
-//! apply next (429 with `Retry-After`). Only the OpenAPI document and agent cards are public.
-//! Every response gets the security headers and is counted in `a2a_http_requests_total`.
-//! Stopping a listener stops accepting at once and gives open connections the grace period.
+//! - `conn.rs`: accepting, the connection budgets (per listener and per client address) and
+//!   the per-connection deadlines (first request head, idle, HTTP/2 keep-alive).
+//! - `admission.rs`: the one request-admission policy (Host, Origin, JSON bodies) on both
+//!   listeners, then on the API listener authentication, the open-hub loopback rule and the
+//!   rate limits — once, before any handler runs; the principal goes into the request's
+//!   extensions.
+//! - here: the listeners, routing (`/mcp` vs warp), security headers on every response and
+//!   `a2a_http_requests_total`. rmcp's own Host/Origin checks are switched off: the admission
+//!   policy is the only rule, for MCP as for every other route.
+
+pub mod admission;
+mod conn;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -23,14 +29,11 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use http_body_util::combinators::BoxBody;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulShutdown;
 use rmcp::transport::StreamableHttpServerConfig;
 use rmcp::transport::StreamableHttpService;
+use rmcp::transport::streamable_http_server::session::SessionManager;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -39,9 +42,8 @@ use tracing::Instrument;
 use warp::Filter;
 
 use crate::api::{self, ApiContext, mcp::McpServer};
-use crate::error::{ErrorCode, HubError};
+use crate::error::ErrorCode;
 use crate::metrics;
-use crate::model::{Principal, Surface};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Resp = http::Response<BoxBody<Bytes, BoxError>>;
@@ -69,11 +71,20 @@ impl Listener {
     }
 }
 
-/// Which listener a response came from, for metrics.
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// Which listener a connection or response belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     Api,
     Ops,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Api => "api",
+            Kind::Ops => "ops",
+        }
+    }
 }
 
 fn route_group(path: &str) -> &'static str {
@@ -94,28 +105,6 @@ fn route_group(path: &str) -> &'static str {
     } else {
         "other"
     }
-}
-
-fn surface_of(group: &str) -> Surface {
-    match group {
-        "mcp" => Surface::Mcp,
-        "stream" => Surface::Stream,
-        "a2a" => Surface::A2a,
-        _ => Surface::Rest,
-    }
-}
-
-/// Routes anyone may read: the API description and A2A agent cards.
-fn is_public(path: &str) -> bool {
-    path == "/api/v1/openapi.json"
-        || path == "/.well-known/agent-card.json"
-        || path == "/.well-known/agent.json"
-        || (path.starts_with("/a2a/") && path.ends_with("/.well-known/agent-card.json"))
-}
-
-/// Routes where the legacy `STREAM_TOKEN` and `token=` are accepted.
-fn is_stream_route(path: &str) -> bool {
-    path == "/stream" || (path.starts_with("/api/v1/requests/") && path.ends_with("/events"))
 }
 
 fn with_security_headers(mut resp: Resp, tls: bool) -> Resp {
@@ -148,105 +137,6 @@ fn full(body: String) -> BoxBody<Bytes, BoxError> {
     http_body_util::Full::new(Bytes::from(body))
         .map_err(|e| match e {})
         .boxed()
-}
-
-/// An authentication or rate-limit refusal, in the shape of the surface: a JSON-RPC error for
-/// MCP, the error registry's JSON otherwise.
-fn refusal(group: &str, e: &HubError, retry_after: Option<Duration>) -> Resp {
-    // MCP and A2A clients parse JSON-RPC error envelopes; everything else gets the REST shape.
-    let body = if group == "mcp" || group == "a2a" {
-        let mut err = serde_json::json!({"code": e.code.rpc_code(), "message": e.message,
-            "data": {"code": e.code.name()}});
-        if let Some(d) = retry_after {
-            err["data"]["retryAfterSeconds"] = serde_json::json!(d.as_secs_f64().ceil() as u64);
-        }
-        serde_json::json!({"jsonrpc": "2.0", "id": null, "error": err}).to_string()
-    } else {
-        e.to_json().to_string()
-    };
-    let mut resp = http::Response::new(full(body));
-    *resp.status_mut() =
-        http::StatusCode::from_u16(e.code.http_status()).unwrap_or(http::StatusCode::BAD_REQUEST);
-    let h = resp.headers_mut();
-    h.insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    if e.code == ErrorCode::Unauthenticated {
-        h.insert(
-            http::header::WWW_AUTHENTICATE,
-            http::HeaderValue::from_static("Bearer realm=\"a2a-mcp\""),
-        );
-    }
-    if let Some(d) = retry_after
-        && let Ok(v) =
-            http::HeaderValue::from_str(&(d.as_secs_f64().ceil() as u64).max(1).to_string())
-    {
-        h.insert(http::header::RETRY_AFTER, v);
-    }
-    resp
-}
-
-/// The credential of a request: `Authorization: Bearer`, or `token=` on stream routes.
-fn credential(req: &http::Request<Incoming>, stream_route: bool) -> Option<String> {
-    if let Some(b) = api::bearer(req.headers()) {
-        return Some(b.to_string());
-    }
-    if stream_route {
-        let q = req.uri().query()?;
-        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(q).ok()?;
-        return pairs
-            .into_iter()
-            .find(|(k, _)| k == "token")
-            .map(|(_, v)| v);
-    }
-    None
-}
-
-/// Authenticates and rate-limits an API request; on success the principal is in its
-/// extensions.
-async fn admit(
-    ctx: &ApiContext,
-    req: &mut http::Request<Incoming>,
-    group: &str,
-    peer: SocketAddr,
-) -> Result<(), Resp> {
-    let path = req.uri().path().to_string();
-    let surface = surface_of(group);
-    let principal = if is_public(&path) {
-        Principal::anonymous().with_surface(surface)
-    } else {
-        let stream_route = is_stream_route(&path);
-        let token = credential(req, stream_route);
-        match ctx
-            .hub
-            .authenticate(token.as_deref(), surface, stream_route)
-            .await
-        {
-            Ok(p) => p,
-            Err(e) => return Err(refusal(group, &e, None)),
-        }
-    };
-    if let Err(r) = ctx.hub.check_rate(&principal, Some(peer.ip())).await {
-        let e = HubError::new(
-            ErrorCode::RateLimited,
-            format!(
-                "rate limit exceeded ({}); retry after {} s",
-                if r.by_address {
-                    "per client address"
-                } else {
-                    "per key"
-                },
-                r.retry_after.as_secs_f64().ceil() as u64
-            ),
-        );
-        return Err(refusal(group, &e, Some(r.retry_after)));
-    }
-    if let Some(k) = &principal.key_id {
-        tracing::Span::current().record("key_id", k.as_str());
-    }
-    req.extensions_mut().insert(principal);
-    Ok(())
 }
 
 /// The whole public API as one warp filter (everything but `/mcp`).
@@ -355,46 +245,31 @@ pub async fn start_api(ctx: Arc<ApiContext>, addr: SocketAddr) -> std::io::Resul
         _ => ctx.hub.set_hub_url(local),
     }
     let cfg = &ctx.config;
-    let mut hosts: Vec<String> = cfg.allowed_hosts.clone();
-    // The bound address itself is a legitimate Host (e.g. 127.0.0.1:PORT on any port).
-    let ip = bound.ip().to_string();
-    if !bound.ip().is_unspecified() && !hosts.contains(&ip) {
-        hosts.push(ip);
-    }
-    let mut origins: Vec<String> = ["http", "https"]
-        .iter()
-        .flat_map(|s| {
-            ["localhost", "127.0.0.1", "[::1]"]
-                .iter()
-                .map(move |h| format!("{s}://{h}:*"))
-        })
-        .collect();
-    origins.extend(cfg.allowed_origins.iter().cloned());
-    if let Some(u) = &cfg.public_url {
-        origins.push(u.clone());
-    }
+    // One admission rule for every route (admission.rs): rmcp's own Host and Origin checks
+    // are off, so MCP cannot answer differently from the rest of the API.
     let mcp_cfg = StreamableHttpServerConfig::default()
-        .with_allowed_hosts(hosts)
-        .with_allowed_origins(origins)
-        .enforce_origin_validation()
+        .disable_allowed_hosts()
+        .disable_allowed_origins()
         .with_max_request_body_bytes(cfg.max_body_bytes)
         .with_sse_keep_alive(Some(Duration::from_secs(15)));
     let mcp_ctx = ctx.clone();
+    let sessions = Arc::new(LocalSessionManager::default());
     let mcp = StreamableHttpService::new(
         move || Ok(McpServer::http(mcp_ctx.clone())),
-        Arc::new(LocalSessionManager::default()),
+        sessions.clone(),
         mcp_cfg,
     );
     let shared = Arc::new(Shared {
         kind: Kind::Api,
         ctx: ctx.clone(),
-        mcp: Some(mcp),
+        policy: admission::Policy::new(&ctx.config, Kind::Api, tls.is_some()),
+        mcp: Some((mcp, sessions)),
         warp: api_filter(ctx.clone()),
         tls: tls.is_some(),
     });
     let stop = CancellationToken::new();
     let is_tls = tls.is_some();
-    let task = tokio::spawn(accept_loop(listener, stop.clone(), shared, tls));
+    let task = tokio::spawn(conn::accept_loop(listener, stop.clone(), shared, tls));
     Ok(Listener {
         addr: bound,
         tls: is_tls,
@@ -415,13 +290,14 @@ pub async fn start_ops(ctx: Arc<ApiContext>, addr: SocketAddr) -> std::io::Resul
     let shared = Arc::new(Shared {
         kind: Kind::Ops,
         ctx: ctx.clone(),
+        policy: admission::Policy::new(&ctx.config, Kind::Ops, tls.is_some()),
         mcp: None,
         warp: ops_filter(ctx),
         tls: tls.is_some(),
     });
     let stop = CancellationToken::new();
     let is_tls = tls.is_some();
-    let task = tokio::spawn(accept_loop(listener, stop.clone(), shared, tls));
+    let task = tokio::spawn(conn::accept_loop(listener, stop.clone(), shared, tls));
     Ok(Listener {
         addr: bound,
         tls: is_tls,
@@ -437,102 +313,11 @@ type Routes = warp::filters::BoxedFilter<(warp::reply::Response,)>;
 struct Shared {
     kind: Kind,
     ctx: Arc<ApiContext>,
-    mcp: Option<McpService>,
+    policy: admission::Policy,
+    /// The MCP service and its session table (API listener only).
+    mcp: Option<(McpService, Arc<LocalSessionManager>)>,
     warp: Routes,
     tls: bool,
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    stop: CancellationToken,
-    shared: Arc<Shared>,
-    tls: Option<TlsAcceptor>,
-) {
-    let graceful = GracefulShutdown::new();
-    let mut builder = Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(shared.ctx.config.header_timeout)
-        .keep_alive(true);
-    builder.http2().timer(TokioTimer::new());
-    let slots = Arc::new(Semaphore::new(shared.ctx.config.max_connections));
-    loop {
-        // At the connection cap, stop accepting: further clients wait in the kernel backlog.
-        let permit = tokio::select! {
-            _ = stop.cancelled() => break,
-            p = slots.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
-        let (stream, peer) = tokio::select! {
-            _ = stop.cancelled() => break,
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = stream.set_nodelay(true);
-        let svc_shared = shared.clone();
-        let svc = hyper::service::service_fn(move |req: http::Request<Incoming>| {
-            let shared = svc_shared.clone();
-            async move { Ok::<_, Infallible>(handle(&shared, req, peer).await) }
-        });
-        match &tls {
-            Some(acceptor) => {
-                let acceptor = acceptor.clone();
-                let builder = builder.clone();
-                let watcher = graceful.watcher();
-                let handshake_timeout = shared.ctx.config.header_timeout;
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    let tls_stream = match tokio::time::timeout(
-                        handshake_timeout,
-                        acceptor.accept(stream),
-                    )
-                    .await
-                    {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, "TLS handshake failed: {e}");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(%peer, "TLS handshake timed out");
-                            return;
-                        }
-                    };
-                    let conn = builder
-                        .serve_connection_with_upgrades(TokioIo::new(tls_stream), svc)
-                        .into_owned();
-                    if let Err(e) = watcher.watch(conn).await {
-                        tracing::debug!(%peer, "connection ended: {e}");
-                    }
-                });
-            }
-            None => {
-                let conn = builder
-                    .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                    .into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    if let Err(e) = conn.await {
-                        tracing::debug!(%peer, "connection ended: {e}");
-                    }
-                });
-            }
-        }
-    }
-    drop(listener);
-    // Let open connections finish (bounded by the caller's timeout).
-    graceful.shutdown().await;
 }
 
 /// One HTTP request in its trace span (parented by an incoming `traceparent`).
@@ -553,37 +338,21 @@ async fn handle(shared: &Shared, req: http::Request<Incoming>, peer: SocketAddr)
     resp
 }
 
-/// Admission (API listener), routing, security headers, metrics.
+/// Admission, routing, security headers, metrics.
 async fn handle_inner(shared: &Shared, mut req: http::Request<Incoming>, peer: SocketAddr) -> Resp {
     let started = Instant::now();
     req.extensions_mut().insert(PeerAddr(peer));
     let group = route_group(req.uri().path());
-    let admitted = match shared.kind {
-        Kind::Api => admit(&shared.ctx, &mut req, group, peer).await,
-        Kind::Ops => Ok(()),
-    };
+    let admitted = admission::admit(&shared.policy, &shared.ctx, &mut req, group, peer).await;
     let resp: Resp = match admitted {
-        Err(r) => r,
+        Err(refusal) => {
+            // Read the rest of the body first: answering mid-upload resets HTTP/2 streams.
+            let cfg = &shared.ctx.config;
+            admission::drain(req.into_body(), cfg.max_body_bytes, cfg.header_timeout).await;
+            refusal
+        }
         Ok(()) => match (&shared.mcp, group) {
-            (Some(m), "mcp") => {
-                let mut m = m.clone();
-                let max = shared.ctx.config.max_body_bytes;
-                match buffer_mcp_body(req, max).await {
-                    Ok(req) => {
-                        let is_delete = req.method() == http::Method::DELETE;
-                        let mut r = match m.call(req).await {
-                            Ok(r) => r.map(|b| b.map_err(|e| match e {}).boxed()),
-                            Err(e) => match e {},
-                        };
-                        // Ending a session answers 204 (clients expect 200/204, not 202).
-                        if is_delete && r.status() == http::StatusCode::ACCEPTED {
-                            *r.status_mut() = http::StatusCode::NO_CONTENT;
-                        }
-                        r
-                    }
-                    Err(early) => early,
-                }
-            }
+            (Some((mcp, sessions)), "mcp") => serve_mcp(mcp, sessions, req, shared).await,
             _ => {
                 let mut w = warp::service(shared.warp.clone());
                 match w.call(req).await {
@@ -594,10 +363,7 @@ async fn handle_inner(shared: &Shared, mut req: http::Request<Incoming>, peer: S
         },
     };
     let resp = with_security_headers(resp, shared.tls);
-    let listener = match shared.kind {
-        Kind::Api => "api",
-        Kind::Ops => "ops",
-    };
+    let listener = shared.kind.name();
     let class = match resp.status().as_u16() {
         100..=199 => "1xx",
         200..=299 => "2xx",
@@ -612,6 +378,47 @@ async fn handle_inner(shared: &Shared, mut req: http::Request<Incoming>, peer: S
         .with_label_values(&[listener, group])
         .observe(started.elapsed().as_secs_f64());
     resp
+}
+
+/// `/mcp`: ending a session that does not exist answers 404 at once; everything else goes to
+/// rmcp with its body read (and checked) first.
+async fn serve_mcp(
+    mcp: &McpService,
+    sessions: &LocalSessionManager,
+    req: http::Request<Incoming>,
+    shared: &Shared,
+) -> Resp {
+    let is_delete = req.method() == http::Method::DELETE;
+    if is_delete
+        && let Some(id) = req
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+    {
+        let known = sessions.has_session(&id.into()).await.unwrap_or(false);
+        if !known {
+            return rpc_error(
+                http::StatusCode::NOT_FOUND,
+                ErrorCode::SessionNotFound.rpc_code(),
+                "no such MCP session: it has ended or never existed",
+            );
+        }
+    }
+    let mut m = mcp.clone();
+    match buffer_mcp_body(req, shared.ctx.config.max_body_bytes).await {
+        Ok(req) => {
+            let mut r = match m.call(req).await {
+                Ok(r) => r.map(|b| b.map_err(|e| match e {}).boxed()),
+                Err(e) => match e {},
+            };
+            // Ending a session answers 204 (clients expect 200/204, not 202).
+            if is_delete && r.status() == http::StatusCode::ACCEPTED {
+                *r.status_mut() = http::StatusCode::NO_CONTENT;
+            }
+            r
+        }
+        Err(early) => early,
+    }
 }
 
 /// The remote address of an HTTP request (our accept loop sets it; warp's is always None).
