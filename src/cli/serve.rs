@@ -48,8 +48,16 @@ pub fn hub_config(config: &Config) -> HubConfig {
     }
 }
 
-/// Opens the store and starts the hub; errors are one printable line.
+/// Opens the store and starts the hub; errors are one printable line. The state and backup
+/// directories are made private first (`crate::files`).
 pub async fn open_hub(config: &Config) -> Result<Hub, String> {
+    crate::files::private_dir(&config.data_dir).map_err(|e| {
+        format!(
+            "cannot create the state directory {} (A2A_DATA_DIR): {e}",
+            config.data_dir.display()
+        )
+    })?;
+    crate::backup::secure_dir(&config.backup_dir).map_err(|e| e.to_string())?;
     let store = store::open(config).await.map_err(|e| match e {
         StoreError::Locked(m) | StoreError::TooNew(m) => m,
         other => format!("cannot open the store: {other}"),

@@ -8,6 +8,7 @@ pub mod harness;
 pub mod hub_core;
 pub mod mcp;
 pub mod process_agent;
+pub mod secrets;
 pub mod security;
 pub mod store_backends;
 pub mod store_conformance;
