@@ -186,24 +186,27 @@ fn summary(config: &Config, hub: &Hub, api: Option<&Listener>, ops: Option<&List
     );
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGTERM or SIGINT (Ctrl-C). The handlers are installed when this is called,
+/// not when the future is first polled: call it before the ready summary, so a signal sent as
+/// soon as the server says it is ready stops it gracefully instead of killing it.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
+    let handlers = {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
+        (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        )
+    };
+    async move {
+        #[cfg(unix)]
+        if let (Ok(mut term), Ok(mut int)) = handlers {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+            return;
         }
-    }
-    #[cfg(not(unix))]
-    {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
@@ -264,8 +267,9 @@ pub async fn serve(config: Config) -> Exit {
             ));
         }
     };
+    let stop = shutdown_signal();
     summary(&config, &hub, Some(&api), Some(&ops));
-    shutdown_signal().await;
+    stop.await;
     tracing::info!(
         grace = ?config.shutdown_grace,
         "shutting down: no new connections; running jobs may finish"
@@ -305,6 +309,7 @@ pub async fn stdio(config: Config) -> Exit {
             Err(e) => tracing::warn!("no stream listener ({e}); streamUrl will be null"),
         }
     }
+    let stop = shutdown_signal();
     summary(&config, &hub, api.as_ref(), None);
     let principal = Principal::new("local", config.stdio_role).with_surface(Surface::Stdio);
     let server = McpServer::stdio(ctx, principal);
@@ -312,7 +317,7 @@ pub async fn stdio(config: Config) -> Exit {
         Ok(running) => {
             tokio::select! {
                 r = running.waiting() => r.map(|_| ()).map_err(|e| e.to_string()),
-                _ = shutdown_signal() => Ok(()),
+                _ = stop => Ok(()),
             }
         }
         Err(e) => Err(e.to_string()),
