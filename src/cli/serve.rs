@@ -18,6 +18,9 @@ use crate::store::{self, StoreError};
 
 /// The hub configuration derived from the server configuration.
 pub fn hub_config(config: &Config) -> HubConfig {
+    let egress = Arc::new(crate::egress::EgressPolicy::new(
+        config.egress_allowed_networks.clone(),
+    ));
     HubConfig {
         max_concurrency: config.max_concurrency,
         max_queue_size: config.max_queue_size,
@@ -28,6 +31,7 @@ pub fn hub_config(config: &Config) -> HubConfig {
         executor_env: ExecutorEnv {
             catalog_dir: config.catalog_dir.clone(),
             work_dir: config.data_dir.join("work"),
+            egress: egress.clone(),
         },
         auth: config.auth,
         stream_token: config.stream_token.clone(),
@@ -44,7 +48,7 @@ pub fn hub_config(config: &Config) -> HubConfig {
         cluster_poll: config.cluster_poll,
         redis_url: config.redis_url.clone(),
         redis_prefix: config.redis_prefix.clone(),
-        push_allowed_networks: config.push_allowed_networks.clone(),
+        egress,
     }
 }
 
