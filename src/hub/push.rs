@@ -169,6 +169,25 @@ pub fn validate(cfg: &NewPushConfig, policy: &EgressPolicy) -> HubResult<()> {
     Ok(())
 }
 
+/// A config for a task that has none yet (given with the message that creates it) cannot
+/// carry the write-only placeholder: there is no stored value to keep. Checked before the
+/// task is created, so a refused config leaves nothing behind.
+pub fn refuse_placeholders(cfg: &NewPushConfig) -> HubResult<()> {
+    let mut probe = PushConfig {
+        id: String::new(),
+        task_id: String::new(),
+        url: String::new(),
+        token: cfg.token.clone(),
+        auth_scheme: None,
+        auth_credentials: cfg.auth_credentials.clone(),
+        principal: String::new(),
+        created_at: 0,
+        start_after: 0,
+        delivered_seq: 0,
+    };
+    keep_secrets(&mut probe, None)
+}
+
 /// Replaces the write-only placeholder (`***`) in the token or credentials of `cfg` with the
 /// value stored in `old` (the config it replaces); a placeholder with nothing stored is an
 /// error.

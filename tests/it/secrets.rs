@@ -380,6 +380,27 @@ async fn secrets_are_write_only_for_every_role() {
     )
     .await;
     assert_eq!(v["error"]["code"], -32602, "{v}");
+    // Nor can the config given with a new task's first message; the task is not created.
+    let before = th.hub.store_counts().await.unwrap().requests;
+    let v = a2a(
+        &th,
+        &invoker,
+        "SendMessage",
+        json!({
+            "message": {"messageId": "m-placeholder", "role": "ROLE_USER", "parts": [{"text": "x"}]},
+            "configuration": {"returnImmediately": true, "taskPushNotificationConfig": {
+                "url": "http://127.0.0.1:9/hook", "token": "***"}}}),
+    )
+    .await;
+    assert_eq!(v["error"]["code"], -32602, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("placeholder"),
+        "{v}"
+    );
+    assert_eq!(th.hub.store_counts().await.unwrap().requests, before);
     th.stop().await;
 }
 
