@@ -6,7 +6,7 @@ PREFIX ?= /usr/local
 BIN := target/release/a2a-mcp
 
 .PHONY: all build release dist run test test-tools lint fmt clippy bench docs clean \
-	lint-ops install uninstall docker
+	lint-ops audit install uninstall docker
 
 all: build
 
@@ -26,7 +26,8 @@ test-tools:
 	scripts/test-tools.sh
 
 # Unit tests, the store conformance suite, integration tests against the real hub and binary,
-# the official MCP conformance suite and the Python MCP SDK interop tests.
+# the official MCP conformance suite, the Python MCP SDK interop tests and the supply-chain
+# checks (`cargo deny check licenses bans sources`, tests/it/artifacts.rs).
 test: test-tools
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --profile ci; \
@@ -52,6 +53,12 @@ lint-ops: test-tools
 	else \
 		$(CARGO) test --test integration it::artifacts::; \
 	fi
+
+# Known vulnerabilities: `cargo deny check advisories` against the RustSec database, which
+# cargo-deny fetches from GitHub; fails with a clear message where it cannot be fetched
+# (docs/DEPLOYMENT.md, "Supply chain").
+audit: test-tools
+	scripts/audit.sh
 
 # Load test against a server started with `make run` (see docs/PERFORMANCE.md).
 bench:

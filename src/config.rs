@@ -310,8 +310,8 @@ pub const SETTINGS: &[Setting] = &[
        "Refused requests (401, 429, and 403/421 from the request admission) are audited in summary: one entry per reason, surface and key or client address per window, with the count, so a flood cannot fill the disk. At most 256 such entries per window; further callers are counted together."),
     s!("key_refresh", ["A2A_KEY_REFRESH"], "10s",
        "How often API keys are re-read from the store, so keys created or revoked by `a2a-mcp keys` or another replica take effect (with Redis, other replicas' changes arrive at once)."),
-    s!("push_allowed_networks", ["A2A_PUSH_ALLOWED_NETWORKS"], "",
-       "Internal networks A2A push webhooks may reach, comma-separated CIDRs or addresses (e.g. `10.0.0.0/8`). By default webhooks must resolve to public addresses: loopback, private, link-local (cloud metadata), CGNAT and other special ranges are refused."),
+    s!("egress_allowed_networks", ["A2A_EGRESS_ALLOWED_NETWORKS", "A2A_PUSH_ALLOWED_NETWORKS"], "",
+       "Internal networks the hub's outgoing requests may reach, comma-separated CIDRs or addresses (e.g. `10.0.0.0/8,127.0.0.1`): A2A push webhooks, Agent Card imports and `a2a` agents (catalog ones included). By default they must resolve to public addresses: loopback, private, link-local (cloud metadata), CGNAT and other special ranges are refused. Old name: `push_allowed_networks` / `A2A_PUSH_ALLOWED_NETWORKS`."),
     s!("runtime_process_agents", ["A2A_RUNTIME_PROCESS_AGENTS"], "admin",
        "Who may deploy or change `process` agents (which run commands on this host) at run time: `admin`, `operator`, or `off` (catalog files only)."),
     s!("agent_callbacks", ["A2A_AGENT_CALLBACKS"], "true",
@@ -454,8 +454,8 @@ pub struct Config {
     /// Bearer token for `/metrics` and `/api/agent` on the operations listener.
     pub ops_token: Option<String>,
     pub key_refresh: Duration,
-    /// Internal networks push webhooks may reach (`crate::egress`).
-    pub push_allowed_networks: Vec<ipnet::IpNet>,
+    /// Internal networks outgoing requests may reach (`crate::egress`).
+    pub egress_allowed_networks: Vec<ipnet::IpNet>,
     pub agent_callbacks: bool,
     /// Lowest role that may deploy process agents at run time (`None`: nobody).
     pub runtime_process_agents: Option<crate::model::Role>,
@@ -477,7 +477,18 @@ pub struct Sources {
 }
 
 fn setting(key: &str) -> Option<&'static Setting> {
+    let key = canonical_key(key);
     SETTINGS.iter().find(|s| s.key == key)
+}
+
+/// Keys that were renamed, still accepted in files and flags: (old, new).
+const RENAMED: &[(&str, &str)] = &[("push_allowed_networks", "egress_allowed_networks")];
+
+fn canonical_key(key: &str) -> &str {
+    RENAMED
+        .iter()
+        .find(|(old, _)| *old == key)
+        .map_or(key, |(_, new)| new)
 }
 
 fn toml_to_text(v: &toml::Value) -> String {
@@ -599,7 +610,12 @@ impl Config {
                 }
                 Ok(None)
             };
-            let v = if let Some(v) = sources.flags.get(s.key) {
+            let flag = sources
+                .flags
+                .iter()
+                .find(|(k, _)| canonical_key(k) == s.key)
+                .map(|(_, v)| v);
+            let v = if let Some(v) = flag {
                 (v.clone(), "flag")
             } else if let Some(v) = from_env()? {
                 v
@@ -800,12 +816,12 @@ impl Config {
                 }
                 d
             },
-            push_allowed_networks: crate::egress::parse_networks(
-                &raw.list("push_allowed_networks"),
+            egress_allowed_networks: crate::egress::parse_networks(
+                &raw.list("egress_allowed_networks"),
             )
             .map_err(|e| {
                 raw.err(
-                    "push_allowed_networks",
+                    "egress_allowed_networks",
                     &format!("CIDR networks or addresses ({e})"),
                 )
             })?,
@@ -856,7 +872,7 @@ impl Config {
         for s in SETTINGS {
             let (v, src) = self.provenance.get(s.key).cloned().unwrap_or_default();
             let shown = if s.secret && !v.is_empty() {
-                "********".to_string()
+                crate::redact::REDACTED.to_string()
             } else {
                 v
             };
@@ -1061,7 +1077,7 @@ fn read_file(path: &Path) -> Result<BTreeMap<String, String>, ConfigError> {
                 path.display()
             )));
         }
-        out.insert(k, toml_to_text(&v));
+        out.insert(canonical_key(&k).to_string(), toml_to_text(&v));
     }
     Ok(out)
 }
@@ -1157,6 +1173,27 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("A2A_RETENTION"), "{e}");
+    }
+
+    #[test]
+    fn egress_networks_keep_their_old_names() {
+        let net: ipnet::IpNet = "127.0.0.0/8".parse().unwrap();
+        for (env, flags) in [
+            (vec![("A2A_EGRESS_ALLOWED_NETWORKS", "127.0.0.0/8")], vec![]),
+            (vec![("A2A_PUSH_ALLOWED_NETWORKS", "127.0.0.0/8")], vec![]),
+            (vec![], vec![("push_allowed_networks", "127.0.0.0/8")]),
+            (vec![], vec![("egress_allowed_networks", "127.0.0.0/8")]),
+        ] {
+            let c = load(&env, &flags).unwrap();
+            assert_eq!(c.egress_allowed_networks, vec![net], "{env:?} {flags:?}");
+        }
+        let e = load(&[("A2A_PUSH_ALLOWED_NETWORKS", "nope")], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("A2A_EGRESS_ALLOWED_NETWORKS") && e.contains("nope"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -1,19 +1,24 @@
-//! Where the hub's outgoing webhook requests may go: a guard against server-side request
-//! forgery.
+//! Where the hub's outgoing requests may go: a guard against server-side request forgery.
 //!
-//! A2A push notification URLs come from API clients (any caller allowed to act on a task),
-//! so without a guard an `invoker` key could make the hub POST to its own ops port, to the
-//! cloud metadata service (`169.254.169.254`) or to any service on the internal network. By
-//! default a push destination must be a public address: loopback, private (RFC 1918, IPv6
-//! unique-local), link-local, carrier-grade NAT, multicast, broadcast, unspecified and other
-//! special-purpose ranges are refused, unless `push_allowed_networks`
-//! (`A2A_PUSH_ALLOWED_NETWORKS`) lists a network that contains the address.
+//! Every outbound fetch the hub makes on behalf of someone goes through this policy: A2A push
+//! notification webhooks (URLs come from any caller allowed to act on a task), Agent Card
+//! reads (`deploy_agent {cardUrl}`, `POST /api/v1/agents/import-card`, `a2a-mcp agents
+//! import-card`) and every call of an `a2a` agent (its card, and the JSON-RPC endpoint the
+//! card names). Without it an API key could make the hub reach its own ops port, the cloud
+//! metadata service (`169.254.169.254`) or any service on the internal network. By default a
+//! destination must be a public address: loopback, private (RFC 1918, IPv6 unique-local),
+//! link-local, carrier-grade NAT, multicast, broadcast, unspecified and other special-purpose
+//! ranges are refused, unless `egress_allowed_networks` (`A2A_EGRESS_ALLOWED_NETWORKS`, old
+//! name `A2A_PUSH_ALLOWED_NETWORKS`) lists a network that contains the address. Agents from
+//! catalog files are no exception: an operator whose agents live on internal addresses lists
+//! those networks.
 //!
-//! The check runs wherever an address appears: when a config is set (an IP-literal host, or
+//! The check runs wherever an address appears: when a URL is given (an IP-literal host, or
 //! what a host name resolves to then, so a client hears about it at once), before every
-//! delivery (IP literals, which never reach a resolver), and inside the connector's resolver
-//! on every address a name resolves to at connect time, so a name re-pointed at an internal
-//! address later (DNS rebinding) is refused too.
+//! request (IP literals, which never reach a resolver: [`crate::a2a::client::HttpClient`]
+//! checks them itself), and inside the connector's resolver on every address a name resolves
+//! to at connect time, so a name re-pointed at an internal address later (DNS rebinding) is
+//! refused too. The CLI talking to its own server does not go through the policy.
 
 use std::future::Future;
 use std::io;
@@ -26,7 +31,7 @@ use hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
 use ipnet::IpNet;
 
 /// The setting that widens the policy, named in every refusal.
-pub const SETTING: &str = "A2A_PUSH_ALLOWED_NETWORKS";
+pub const SETTING: &str = "A2A_EGRESS_ALLOWED_NETWORKS";
 
 /// Which destination addresses outgoing requests may reach.
 #[derive(Debug, Clone, Default)]
@@ -57,9 +62,9 @@ impl EgressPolicy {
     }
 
     /// [`check_url`](Self::check_url), and for a host name, whether it resolves now to any
-    /// permitted address, so a client setting a webhook hears at once that it points inside.
-    /// A name that does not resolve (yet) passes: delivery resolves it again, through the
-    /// guarded resolver, and reports a refusal there.
+    /// permitted address, so a client setting a webhook or deploying an agent hears at once
+    /// that it points inside. A name that does not resolve (yet) passes: every request
+    /// resolves it again, through the guarded resolver, and reports a refusal there.
     pub async fn check_url_resolved(&self, uri: &http::Uri) -> Result<(), String> {
         self.check_url(uri)?;
         let Some(host) = uri.host() else {
@@ -68,7 +73,13 @@ impl EgressPolicy {
         if literal(uri).is_some() {
             return Ok(());
         }
-        let port = uri.port_u16().unwrap_or(80);
+        let port = uri
+            .port_u16()
+            .unwrap_or(if uri.scheme_str() == Some("https") {
+                443
+            } else {
+                80
+            });
         let lookup = tokio::net::lookup_host((host, port));
         let Ok(Ok(addrs)) = tokio::time::timeout(RESOLVE_TIMEOUT, lookup).await else {
             return Ok(());
@@ -81,7 +92,7 @@ impl EgressPolicy {
     }
 }
 
-/// How long a webhook's name may take to resolve when it is set.
+/// How long a destination's name may take to resolve when it is given.
 const RESOLVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The address of an IP-literal URL host (`http://10.0.0.1/`, `http://[::1]/`).
@@ -96,7 +107,7 @@ fn literal(uri: &http::Uri) -> Option<IpAddr> {
 fn refusal(host: &str, ips: &[IpAddr]) -> String {
     let list: Vec<String> = ips.iter().map(|ip| ip.to_string()).collect();
     format!(
-        "{host} is an internal address ({}), which push notifications may not reach; an operator can allow its network with {SETTING} (e.g. 10.0.0.0/8)",
+        "{host} is an internal address ({}), which the hub's outgoing requests (Agent Cards, a2a agents, push notifications) may not reach; an operator can allow its network with {SETTING} (e.g. 10.0.0.0/8 or 127.0.0.1)",
         list.join(", ")
     )
 }
@@ -208,7 +219,7 @@ impl tower_service::Service<Name> for GuardedResolver {
     }
 }
 
-/// Parses `A2A_PUSH_ALLOWED_NETWORKS` entries: CIDR networks or single addresses.
+/// Parses `A2A_EGRESS_ALLOWED_NETWORKS` entries: CIDR networks or single addresses.
 pub fn parse_networks(items: &[String]) -> Result<Vec<IpNet>, String> {
     items
         .iter()

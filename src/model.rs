@@ -139,7 +139,8 @@ pub struct ProcessSpec {
     /// Names of environment variables passed through from the server's environment.
     #[serde(default)]
     pub env_allow: Vec<String>,
-    /// Extra environment variables set for the process.
+    /// Extra environment variables set for the process. Write-only: views show the values as
+    /// `***` (`crate::redact`).
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     /// Wall-clock limit per invocation (default 300 s).
@@ -182,7 +183,8 @@ pub struct A2aSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
     /// Extra HTTP headers sent with every request to the remote agent (e.g. `Authorization`).
-    /// Stored with the agent definition: prefer a network-level credential where possible.
+    /// Stored with the agent definition (and in snapshots); write-only: views show the values
+    /// as `***` (`crate::redact`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
 }

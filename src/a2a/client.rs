@@ -7,6 +7,12 @@
 //! every failure is a [`ClientError`] whose message names the URL and what went wrong.
 //! Deadlines are the caller's business (wrap calls in `tokio::time::timeout`); connecting is
 //! bounded here.
+//!
+//! Outbound hygiene (SSRF): a client made with an [`EgressPolicy`] connects only where the
+//! policy permits (IP literals are checked before every request, names at connect time);
+//! card reads follow redirects only to the same origin (scheme, host and port); and no error
+//! quotes what a remote answered besides its status code or JSON-RPC error: a body is
+//! logged at debug level, never returned, so the hub cannot be used to read internal pages.
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
@@ -35,13 +41,12 @@ pub enum ClientError {
     /// The peer could not be reached (DNS, connect, TLS, reset).
     #[error("{0}")]
     Transport(String),
-    /// A non-success HTTP status.
-    #[error("{url} answered HTTP {status}: {body}")]
-    Status {
-        url: String,
-        status: u16,
-        body: String,
-    },
+    /// A non-success HTTP status (the body is logged at debug level, never shown).
+    #[error("{url} answered HTTP {status}")]
+    Status { url: String, status: u16 },
+    /// The egress policy or the redirect rule refused the request; nothing was sent.
+    #[error("{0}")]
+    Refused(String),
     /// A JSON-RPC error object.
     #[error("the remote agent answered error {code}{}: {message}", super::code::name(*.code).map(|n| format!(" ({n})")).unwrap_or_default())]
     Rpc { code: i32, message: String },
@@ -106,26 +111,32 @@ pub fn guarded_connector(policy: Option<Arc<EgressPolicy>>) -> Result<Connector,
 pub struct HttpClient {
     inner: Inner,
     headers: Arc<Vec<(http::HeaderName, http::HeaderValue)>>,
+    /// Where requests may go (`None`: anywhere).
+    policy: Option<Arc<EgressPolicy>>,
 }
 
 impl std::fmt::Debug for HttpClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HttpClient")
             .field("headers", &self.headers.len())
+            .field("guarded", &self.policy.is_some())
             .finish()
     }
 }
 
 impl HttpClient {
-    /// A client that sends `headers` with every request. Bad header names or values are an
-    /// error naming the header.
-    pub fn new(headers: &BTreeMap<String, String>) -> Result<Self, String> {
-        Self::build(headers, None)
+    /// A client that sends `headers` with every request and, with a `policy`, only reaches
+    /// the addresses it permits: IP-literal URLs are checked before each request, host names
+    /// when they are resolved (a name resolving only to refused addresses fails to connect).
+    /// Bad header names or values are an error naming the header (never its value).
+    pub fn new(
+        headers: &BTreeMap<String, String>,
+        policy: Option<Arc<EgressPolicy>>,
+    ) -> Result<Self, String> {
+        Self::build(headers, policy)
     }
 
-    /// A client (without extra headers) that only connects where `policy` permits: host
-    /// names resolving to refused addresses fail to connect. IP-literal URLs do not go
-    /// through the resolver: callers check them with [`EgressPolicy::check_url`].
+    /// A client without extra headers that only connects where `policy` permits.
     pub fn guarded(policy: Arc<EgressPolicy>) -> Result<Self, String> {
         Self::build(&BTreeMap::new(), Some(policy))
     }
@@ -143,13 +154,14 @@ impl HttpClient {
             })?;
             hs.push((name, value));
         }
-        let connector = guarded_connector(policy)?;
+        let connector = guarded_connector(policy.clone())?;
         let inner = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
         Ok(Self {
             inner,
             headers: Arc::new(hs),
+            policy,
         })
     }
 
@@ -164,6 +176,7 @@ impl HttpClient {
         HttpClient {
             inner: self.inner.clone(),
             headers: Arc::new(headers),
+            policy: self.policy.clone(),
         }
     }
 
@@ -184,6 +197,9 @@ impl HttpClient {
                     "{url:?}: only http:// and https:// URLs are supported"
                 )));
             }
+        }
+        if let Some(policy) = &self.policy {
+            policy.check_url(&uri).map_err(ClientError::Refused)?;
         }
         let mut req = http::Request::builder().method(method).uri(uri);
         for (k, v) in self.headers.iter() {
@@ -212,7 +228,8 @@ impl HttpClient {
         })
     }
 
-    /// GET a JSON document, following up to 5 redirects.
+    /// GET a JSON document, following up to 5 redirects within the same origin (scheme,
+    /// host and port); a redirect elsewhere is refused, not followed.
     pub async fn get_json(
         &self,
         url: &str,
@@ -232,15 +249,21 @@ impl HttpClient {
                     .and_then(|v| v.to_str().ok())
                     .and_then(|l| resolve(&url, l))
             {
+                if !same_origin(&url, &next) {
+                    tracing::debug!(from = %url, to = %next, "cross-origin redirect refused");
+                    return Err(ClientError::Refused(format!(
+                        "{url} redirected to another origin, which is not followed (only redirects to the same scheme, host and port are); give the final URL instead"
+                    )));
+                }
                 url = next;
                 continue;
             }
             let body = read_limited(resp.into_body(), &url).await?;
             if !status.is_success() {
+                log_body(&url, status.as_u16(), &body);
                 return Err(ClientError::Status {
                     url,
                     status: status.as_u16(),
-                    body: snippet(&body),
                 });
             }
             return serde_json::from_slice(&body).map_err(|e| {
@@ -285,10 +308,10 @@ impl HttpClient {
         if status.is_success() {
             Ok(status.as_u16())
         } else {
+            log_body(url, status.as_u16(), &body);
             Err(ClientError::Status {
                 url: url.to_string(),
                 status: status.as_u16(),
-                body: snippet(&body),
             })
         }
     }
@@ -303,6 +326,12 @@ async fn read_limited(body: hyper::body::Incoming, url: &str) -> Result<Bytes, C
     }
 }
 
+/// What a remote answered with an error status, for the operator's log only (DEBUG): it may
+/// be an internal page and must not reach the caller.
+fn log_body(url: &str, status: u16, body: &[u8]) {
+    tracing::debug!(%url, status, body = %snippet(body), "remote answered with an error status");
+}
+
 fn snippet(body: &[u8]) -> String {
     let s = String::from_utf8_lossy(body);
     let s = s.trim();
@@ -311,6 +340,22 @@ fn snippet(body: &[u8]) -> String {
     } else {
         s.to_string()
     }
+}
+
+/// Whether two absolute URLs share scheme, host (case-insensitive) and port (explicit or the
+/// scheme's default).
+pub fn same_origin(a: &str, b: &str) -> bool {
+    fn origin(u: &str) -> Option<(String, String, u16)> {
+        let uri: http::Uri = u.parse().ok()?;
+        let scheme = uri.scheme_str()?.to_ascii_lowercase();
+        let port = uri.port_u16().or(match scheme.as_str() {
+            "http" => Some(80),
+            "https" => Some(443),
+            _ => None,
+        })?;
+        Some((scheme, uri.host()?.to_ascii_lowercase(), port))
+    }
+    matches!((origin(a), origin(b)), (Some(x), Some(y)) if x == y)
 }
 
 /// `reference` made absolute against `base`: absolute URLs as they are; `//host/…` and
@@ -527,16 +572,20 @@ pub async fn call(
     let bytes = read_limited(resp.into_body(), &peer.url).await?;
     match serde_json::from_slice::<Value>(&bytes) {
         Ok(v) if v.get("jsonrpc").is_some() => rpc_result(v, &peer.url),
-        _ if !status.is_success() => Err(ClientError::Status {
-            url: peer.url.clone(),
-            status: status.as_u16(),
-            body: snippet(&bytes),
-        }),
-        _ => Err(ClientError::Protocol(format!(
-            "{} did not answer with a JSON-RPC response: {}",
-            peer.url,
-            snippet(&bytes)
-        ))),
+        _ if !status.is_success() => {
+            log_body(&peer.url, status.as_u16(), &bytes);
+            Err(ClientError::Status {
+                url: peer.url.clone(),
+                status: status.as_u16(),
+            })
+        }
+        _ => {
+            log_body(&peer.url, status.as_u16(), &bytes);
+            Err(ClientError::Protocol(format!(
+                "{} did not answer with a JSON-RPC response",
+                peer.url
+            )))
+        }
     }
 }
 
@@ -575,11 +624,13 @@ pub async fn call_stream(
         let bytes = read_limited(resp.into_body(), &url).await?;
         let item = match serde_json::from_slice::<Value>(&bytes) {
             Ok(v) if v.get("jsonrpc").is_some() => rpc_result(v, &url),
-            _ if !status.is_success() => Err(ClientError::Status {
-                url: url.clone(),
-                status: status.as_u16(),
-                body: snippet(&bytes),
-            }),
+            _ if !status.is_success() => {
+                log_body(&url, status.as_u16(), &bytes);
+                Err(ClientError::Status {
+                    url: url.clone(),
+                    status: status.as_u16(),
+                })
+            }
             _ => Err(ClientError::Protocol(format!(
                 "{url} answered a streaming call with neither an event stream nor a JSON-RPC response"
             ))),
@@ -647,6 +698,16 @@ mod tests {
             card_url("https://h/card.json?x=1"),
             "https://h/card.json?x=1"
         );
+    }
+
+    #[test]
+    fn origins() {
+        assert!(same_origin("http://h/a", "http://H:80/b?c"));
+        assert!(same_origin("https://h:443/a", "https://h/b"));
+        assert!(!same_origin("http://h/a", "https://h/a"));
+        assert!(!same_origin("http://h/a", "http://h:8080/a"));
+        assert!(!same_origin("http://h/a", "http://h.evil/a"));
+        assert!(!same_origin("http://h/a", "not a url"));
     }
 
     #[test]

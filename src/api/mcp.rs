@@ -413,7 +413,7 @@ pub static TOOLS: LazyLock<Vec<Tool>> = LazyLock::new(|| {
         ),
         tool(
             "describe_agent",
-            "Describe one agent: its capabilities with their input and output JSON Schemas.",
+            "Describe one agent: its capabilities with their input and output JSON Schemas, and its definition (secret env and header values shown as \"***\").",
             input_schema::<AgentIdArgs>(),
             agent_schema(),
             ro(),
@@ -462,7 +462,7 @@ pub static TOOLS: LazyLock<Vec<Tool>> = LazyLock::new(|| {
         ),
         tool(
             "deploy_agent",
-            "Register an agent at run time (persisted): `agent` is a definition with the shape of a catalog entry, or `cardUrl` names a remote A2A agent to host (its skills become capabilities).",
+            "Register an agent at run time (persisted): `agent` is a definition with the shape of a catalog entry, or `cardUrl` names a remote A2A agent to host (its skills become capabilities; the hub reads the card, public addresses only unless the operator allows a network). Secret values shown as \"***\" by describe_agent keep their stored value when sent back.",
             input_schema::<DeployAgentArgs>(),
             agent_schema(),
             rw(false, true),

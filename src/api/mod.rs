@@ -185,7 +185,8 @@ where
 }
 
 /// The JSON view of an agent shared by every transport. `detailed` adds schemas and the
-/// full definition.
+/// full definition, with secret values (process `env`, a2a `headers`) shown as `***` for
+/// every role ([`crate::redact`]); the definition can be deployed back as it is.
 pub fn agent_view(a: &crate::hub::AgentEntry, detailed: bool) -> Value {
     let caps: Vec<Value> = a
         .spec
@@ -218,21 +219,11 @@ pub fn agent_view(a: &crate::hub::AgentEntry, detailed: bool) -> Value {
         },
     });
     if detailed && let Value::Object(m) = &mut v {
-        let mut def = serde_json::to_value(&a.spec).unwrap_or(Value::Null);
-        redact_definition(&mut def);
+        let def =
+            serde_json::to_value(crate::redact::redacted_spec(&a.spec)).unwrap_or(Value::Null);
         m.insert("definition".into(), def);
     }
     v
-}
-
-/// Hides secrets of an agent definition in views: the values of an `a2a` executor's extra
-/// headers (they usually carry credentials for the remote agent).
-fn redact_definition(def: &mut Value) {
-    if let Some(Value::Object(h)) = def.pointer_mut("/executor/headers") {
-        for v in h.values_mut() {
-            *v = Value::String("***".into());
-        }
-    }
 }
 
 /// The token of an `Authorization: Bearer …` header.

@@ -60,6 +60,16 @@ struct HandoffBody {
     idempotency_key: Option<String>,
 }
 
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ImportCardBody {
+    card_url: String,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    replace: bool,
+}
+
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct CancelBody {
@@ -141,6 +151,26 @@ pub fn routes(ctx: Arc<ApiContext>) -> BoxedFilter<(Resp,)> {
                 reply(r, StatusCode::CREATED)
             },
         )
+        .boxed();
+
+    // The hub checks the caller's role before it fetches anything.
+    let import_card = base
+        .and(warp::path!("agents" / "import-card"))
+        .and(warp::post())
+        .and(body())
+        .and(with())
+        .then(|b: Bytes, ctx: ReqCtx| async move {
+            let p = ctx.caller();
+            let r = match parse_body::<ImportCardBody>(&b) {
+                Ok(a) => ctx
+                    .hub
+                    .import_agent_card(&p, &a.card_url, a.id.as_deref(), a.replace)
+                    .await
+                    .map(|a| agent_view(&a, true)),
+                Err(e) => Err(e),
+            };
+            reply(r, StatusCode::CREATED)
+        })
         .boxed();
 
     let get_agent = base
@@ -405,6 +435,8 @@ pub fn routes(ctx: Arc<ApiContext>) -> BoxedFilter<(Resp,)> {
         .or(list_agents)
         .unify()
         .or(deploy)
+        .unify()
+        .or(import_card)
         .unify()
         .or(get_agent)
         .unify()

@@ -5,6 +5,9 @@
 //! format version, product and schema versions, the source backend, the creation time,
 //! record counts per kind and the SHA-256 of the compressed section. A snapshot is written to
 //! a temporary name, fsynced and renamed into place, so a final name never holds half a file.
+//! Snapshots hold every secret the store holds (API key hashes, push webhook tokens, agent env
+//! values and headers, request inputs and results): they are created `0600` in a `0700`
+//! directory ([`crate::files`]), and [`secure_dir`] tightens older ones at start.
 //!
 //! Consistency comes from [`Store::export`] (one read transaction / repeatable-read view):
 //! writers keep going while a snapshot is taken. Restoring writes the records into a fresh
@@ -188,7 +191,7 @@ pub fn create(
     created_at_ms: i64,
     progress: &mut (dyn FnMut(u64) + Send),
 ) -> BackupResult<SnapshotInfo> {
-    std::fs::create_dir_all(dir).map_err(|e| io_err("cannot create", dir, e))?;
+    crate::files::private_dir(dir).map_err(|e| io_err("cannot create", dir, e))?;
     let name = file_name(created_at_ms);
     let final_path = dir.join(&name);
     let tmp_path = dir.join(format!(".{name}.tmp"));
@@ -221,7 +224,7 @@ fn write_snapshot(
     created_at_ms: i64,
     progress: &mut (dyn FnMut(u64) + Send),
 ) -> BackupResult<Manifest> {
-    let file = File::create(path).map_err(|e| io_err("cannot create", path, e))?;
+    let file = crate::files::create_private(path).map_err(|e| io_err("cannot create", path, e))?;
     let mut out = BufWriter::new(file);
     out.write_all(MAGIC)
         .map_err(|e| io_err("cannot write", path, e))?;
@@ -466,6 +469,24 @@ pub fn list(dir: &Path) -> BackupResult<Vec<Result<SnapshotInfo, (PathBuf, Strin
         Err((p, _)) => (i64::MIN, p.clone()),
     });
     Ok(out)
+}
+
+/// At start: when the backup directory exists, it and every snapshot in it are tightened to
+/// owner-only (snapshots made by an older version, or copied in, may be world-readable). A
+/// missing directory is left to the first snapshot to create.
+pub fn secure_dir(dir: &Path) -> BackupResult<()> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    crate::files::private_dir(dir).map_err(|e| io_err("cannot secure", dir, e))?;
+    let entries = std::fs::read_dir(dir).map_err(|e| io_err("cannot read", dir, e))?;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|x| x == EXTENSION) {
+            crate::files::tighten_existing(&path);
+        }
+    }
+    Ok(())
 }
 
 /// The newest snapshot in `dir` whose manifest reads (what `restore --latest` takes and what

@@ -4,6 +4,11 @@
 //! validation and records as the running hub. When a server holds the store, the command
 //! goes through that server's REST API (`--url`, default the configured API address) and
 //! says so. On Postgres (no process lock) a server that answers at that address is used.
+//!
+//! `import-card` never fetches the card in the CLI process when a server runs: the server
+//! reads it (`POST /api/v1/agents/import-card`), after checking the key's role and through
+//! its egress policy. Offline, the CLI reads it under the same policy from the same
+//! configuration (`A2A_EGRESS_ALLOWED_NETWORKS` for a card on an internal address).
 
 use std::path::PathBuf;
 
@@ -59,20 +64,19 @@ pub enum AgentsCommand {
     },
 }
 
-async fn imported_spec(card_url: &str, id: Option<&str>) -> Result<AgentSpec, String> {
-    crate::executor::a2a::import_card(card_url, id).await
-}
-
-fn print_imported(spec: &AgentSpec, card_url: &str) {
+/// `imported ID from URL (N capabilities: a, b)`, from an agent view.
+fn print_imported(view: &Value, card_url: &str) {
+    let caps: Vec<&str> = view["capabilities"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
     println!(
         "imported {} from {card_url} ({} capabilities: {})",
-        spec.id,
-        spec.capabilities.len(),
-        spec.capabilities
-            .iter()
-            .map(|c| c.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
+        view["id"].as_str().unwrap_or(""),
+        caps.len(),
+        caps.join(", ")
     );
 }
 
@@ -179,19 +183,16 @@ async fn offline(hub: &Hub, cmd: AgentsCommand) -> Exit {
             id,
             replace,
             ..
-        } => {
-            let spec = match imported_spec(&card_url, id.as_deref()).await {
-                Ok(s) => s,
-                Err(e) => return Exit::Failed(e),
-            };
-            match hub.deploy_agent(&me, spec.clone(), replace).await {
-                Ok(_) => {
-                    print_imported(&spec, &card_url);
-                    Exit::Ok
-                }
-                Err(e) => Exit::Failed(format!("{}: {}", spec.id, e.message)),
+        } => match hub
+            .import_agent_card(&me, &card_url, id.as_deref(), replace)
+            .await
+        {
+            Ok(entry) => {
+                print_imported(&crate::api::agent_view(&entry, false), &card_url);
+                Exit::Ok
             }
-        }
+            Err(e) => Exit::Failed(e.message),
+        },
         AgentsCommand::Remove { id, .. } => match hub.remove_agent(&me, &id).await {
             Ok(()) => {
                 println!("removed {id}");
@@ -249,21 +250,15 @@ async fn online(base: &str, cmd: AgentsCommand) -> Exit {
             replace,
             ..
         } => {
-            let spec = match imported_spec(&card_url, id.as_deref()).await {
-                Ok(s) => s,
-                Err(e) => return Exit::Failed(e),
-            };
-            let body = match serde_json::to_value(&spec) {
-                Ok(b) => b,
-                Err(e) => return Exit::Failed(e.to_string()),
-            };
-            let url = format!("{api}/agents?replace={replace}");
+            // The server reads the card (after checking the key), not this process.
+            let body = serde_json::json!({"cardUrl": card_url, "id": id, "replace": replace});
+            let url = format!("{api}/agents/import-card");
             match call(http::Method::POST, url, token, Some(body)).await {
-                Ok(_) => {
-                    print_imported(&spec, &card_url);
+                Ok(v) => {
+                    print_imported(&v, &card_url);
                     Exit::Ok
                 }
-                Err(e) => Exit::Failed(format!("{}: {e}", spec.id)),
+                Err(e) => Exit::Failed(e),
             }
         }
         AgentsCommand::Remove { id, .. } => {

@@ -18,6 +18,9 @@ use crate::store::{self, StoreError};
 
 /// The hub configuration derived from the server configuration.
 pub fn hub_config(config: &Config) -> HubConfig {
+    let egress = Arc::new(crate::egress::EgressPolicy::new(
+        config.egress_allowed_networks.clone(),
+    ));
     HubConfig {
         max_concurrency: config.max_concurrency,
         max_queue_size: config.max_queue_size,
@@ -28,6 +31,7 @@ pub fn hub_config(config: &Config) -> HubConfig {
         executor_env: ExecutorEnv {
             catalog_dir: config.catalog_dir.clone(),
             work_dir: config.data_dir.join("work"),
+            egress: egress.clone(),
         },
         // Production mode never runs open: `auto` requires keys from the start there.
         auth: match (config.is_production(), config.auth) {
@@ -49,12 +53,20 @@ pub fn hub_config(config: &Config) -> HubConfig {
         cluster_poll: config.cluster_poll,
         redis_url: config.redis_url.clone(),
         redis_prefix: config.redis_prefix.clone(),
-        push_allowed_networks: config.push_allowed_networks.clone(),
+        egress,
     }
 }
 
-/// Opens the store and starts the hub; errors are one printable line.
+/// Opens the store and starts the hub; errors are one printable line. The state and backup
+/// directories are made private first (`crate::files`).
 pub async fn open_hub(config: &Config) -> Result<Hub, String> {
+    crate::files::private_dir(&config.data_dir).map_err(|e| {
+        format!(
+            "cannot create the state directory {} (A2A_DATA_DIR): {e}",
+            config.data_dir.display()
+        )
+    })?;
+    crate::backup::secure_dir(&config.backup_dir).map_err(|e| e.to_string())?;
     let store = store::open(config).await.map_err(|e| match e {
         StoreError::Locked(m) | StoreError::TooNew(m) => m,
         other => format!("cannot open the store: {other}"),
@@ -196,24 +208,27 @@ fn auth_line(config: &Config, hub: &Hub) -> String {
     }
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGTERM or SIGINT (Ctrl-C). The handlers are installed when this is called,
+/// not when the future is first polled: call it before the ready summary, so a signal sent as
+/// soon as the server says it is ready stops it gracefully instead of killing it.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
+    let handlers = {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
+        (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        )
+    };
+    async move {
+        #[cfg(unix)]
+        if let (Ok(mut term), Ok(mut int)) = handlers {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+            return;
         }
-    }
-    #[cfg(not(unix))]
-    {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
@@ -264,8 +279,9 @@ pub async fn serve(config: Config) -> Exit {
             ));
         }
     };
+    let stop = shutdown_signal();
     summary(&config, &hub, Some(&api), Some(&ops));
-    shutdown_signal().await;
+    stop.await;
     tracing::info!(
         grace = ?config.shutdown_grace,
         "shutting down: no new connections; running jobs may finish"
@@ -305,6 +321,7 @@ pub async fn stdio(config: Config) -> Exit {
             Err(e) => tracing::warn!("no stream listener ({e}); streamUrl will be null"),
         }
     }
+    let stop = shutdown_signal();
     summary(&config, &hub, api.as_ref(), None);
     let principal = Principal::new("local", config.stdio_role).with_surface(Surface::Stdio);
     let server = McpServer::stdio(ctx, principal);
@@ -312,7 +329,7 @@ pub async fn stdio(config: Config) -> Exit {
         Ok(running) => {
             tokio::select! {
                 r = running.waiting() => r.map(|_| ()).map_err(|e| e.to_string()),
-                _ = shutdown_signal() => Ok(()),
+                _ = stop => Ok(()),
             }
         }
         Err(e) => Err(e.to_string()),

@@ -8,6 +8,10 @@
 //! - otherwise → `SendMessage` with `returnImmediately` (0.3: `blocking: false`) and `GetTask`
 //!   polling; new artifact parts become chunks.
 //!
+//! Every request (the card, and the JSON-RPC endpoint the card names) goes through the hub's
+//! egress policy ([`crate::egress`]): an agent whose card or endpoint is an internal address
+//! fails with an error naming `A2A_EGRESS_ALLOWED_NETWORKS`, unless that lists its network.
+//!
 //! If a stream ends before the task does, the executor falls back to polling `GetTask`.
 //! Cancel (or a timeout, or the future being dropped) sends `CancelTask` to the peer, so the
 //! remote job really stops. 1.0 requests carry `A2A-Version: 1.0`.
@@ -30,6 +34,7 @@ use serde_json::{Map, Value, json};
 use super::{ExecContext, ExecError, Executor, OutputSink};
 use crate::a2a::client::{self, ClientError, HttpClient, Peer};
 use crate::a2a::{Method, TaskState, Version, v03};
+use crate::egress::EgressPolicy;
 use crate::model::{A2aSpec, AgentSpec, Capability, ExecutorSpec, InterruptPolicy};
 
 const DEFAULT_TIMEOUT_MS: u64 = 300_000;
@@ -45,8 +50,10 @@ pub struct A2aExecutor {
 }
 
 impl A2aExecutor {
-    pub fn new(spec: A2aSpec) -> Result<Self, String> {
-        let http = HttpClient::new(&spec.headers).map_err(|e| format!("executor.headers: {e}"))?;
+    /// An executor for `spec` whose requests may only go where `policy` permits.
+    pub fn new(spec: A2aSpec, policy: Arc<EgressPolicy>) -> Result<Self, String> {
+        let http = HttpClient::new(&spec.headers, Some(policy))
+            .map_err(|e| format!("executor.headers: {e}"))?;
         Ok(Self {
             spec,
             http,
@@ -683,9 +690,27 @@ pub fn spec_from_card(card: &Value, card_at: &str, id: Option<&str>) -> Result<A
     Ok(spec)
 }
 
-/// Reads the card at `url` and builds the hosted-agent definition for it.
-pub async fn import_card(url: &str, id: Option<&str>) -> Result<AgentSpec, String> {
-    let http = HttpClient::new(&Default::default())?;
+/// Reads the card at `url` (only where `policy` permits, redirects within its origin) and
+/// builds the hosted-agent definition for it. Errors name the URL and the HTTP status or
+/// the refusal, never what the remote sent.
+pub async fn import_card(
+    url: &str,
+    id: Option<&str>,
+    policy: Arc<EgressPolicy>,
+) -> Result<AgentSpec, String> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|_| format!("{url:?} is not a valid http:// or https:// URL"))?;
+    if !matches!(uri.scheme_str(), Some("http") | Some("https")) || uri.host().is_none() {
+        return Err(format!(
+            "the Agent Card URL must be an absolute http:// or https:// URL, got {url:?}"
+        ));
+    }
+    policy
+        .check_url_resolved(&uri)
+        .await
+        .map_err(|e| format!("cannot read the Agent Card: {e}"))?;
+    let http = HttpClient::new(&Default::default(), Some(policy))?;
     let (at, card) = tokio::time::timeout(Duration::from_secs(30), client::fetch_card(&http, url))
         .await
         .map_err(|_| format!("reading the Agent Card at {url} timed out"))?

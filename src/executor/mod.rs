@@ -87,6 +87,8 @@ pub struct ExecutorEnv {
     pub catalog_dir: PathBuf,
     /// Default working directory of process agents.
     pub work_dir: PathBuf,
+    /// Where remote executors (`a2a`) may send requests (`A2A_EGRESS_ALLOWED_NETWORKS`).
+    pub egress: Arc<crate::egress::EgressPolicy>,
 }
 
 /// Builds the executor of an agent definition.
@@ -94,6 +96,9 @@ pub fn build(spec: &AgentSpec, env: &ExecutorEnv) -> Result<Arc<dyn Executor>, S
     match &spec.executor {
         ExecutorSpec::Builtin { name } => builtin::build(name),
         ExecutorSpec::Process(p) => Ok(Arc::new(process::ProcessExecutor::new(p.clone(), env)?)),
-        ExecutorSpec::A2a(a) => Ok(Arc::new(a2a::A2aExecutor::new(a.clone())?)),
+        ExecutorSpec::A2a(a) => Ok(Arc::new(a2a::A2aExecutor::new(
+            a.clone(),
+            env.egress.clone(),
+        )?)),
     }
 }

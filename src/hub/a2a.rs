@@ -124,6 +124,11 @@ impl Hub {
 
     /// Reads the Agent Card at `url` and deploys a hosted `a2a` agent whose capabilities are
     /// the card's skills (id: `id`, or derived from the card's name).
+    ///
+    /// The caller's role is checked before any network I/O (a caller who may not deploy
+    /// agents cannot make the hub fetch anything), and the fetch goes through the egress
+    /// policy with same-origin redirects only; errors name the URL and the HTTP status or
+    /// the refusal, never the remote's answer.
     pub async fn import_agent_card(
         &self,
         principal: &Principal,
@@ -131,10 +136,34 @@ impl Hub {
         id: Option<&str>,
         replace: bool,
     ) -> HubResult<Arc<AgentEntry>> {
-        let spec = crate::executor::a2a::import_card(url, id)
+        self.authorize(principal, crate::policy::Action::AgentsWrite)
+            .await?;
+        if let Some(id) = id {
+            crate::model::validate_agent_id(id)?;
+        }
+        let spec = crate::executor::a2a::import_card(url, id, self.inner.cfg.egress.clone())
             .await
             .map_err(|e| HubError::new(ErrorCode::InvalidParams, e))?;
         self.deploy_agent(principal, spec, replace).await
+    }
+
+    /// At start: a catalog `a2a` agent whose URL is an internal address the egress policy
+    /// refuses would fail every call; say so once, with the setting that allows it. (Catalog
+    /// agents get no exemption: one policy covers every outgoing request.)
+    pub(super) fn warn_refused_catalog_agents(&self) {
+        for a in self.inner.registry.all() {
+            let crate::model::ExecutorSpec::A2a(spec) = &a.spec.executor else {
+                continue;
+            };
+            if a.source != crate::model::AgentSource::Catalog {
+                continue;
+            }
+            if let Ok(uri) = spec.url.parse::<http::Uri>()
+                && let Err(e) = self.inner.cfg.egress.check_url(&uri)
+            {
+                tracing::warn!(agent = %a.spec.id, "catalog agent cannot be reached: {e}");
+            }
+        }
     }
 
     /// Store ops that remove the A2A records of requests being deleted (history, push

@@ -87,8 +87,9 @@ pub struct HubConfig {
     /// Redis for the event relay and shared rate limits (shared store only).
     pub redis_url: Option<String>,
     pub redis_prefix: String,
-    /// Internal networks push webhooks may reach (`crate::egress`).
-    pub push_allowed_networks: Vec<ipnet::IpNet>,
+    /// Where outgoing requests (push webhooks, card imports) may go (`crate::egress`); the
+    /// same policy is in `executor_env` for `a2a` agents.
+    pub egress: Arc<crate::egress::EgressPolicy>,
 }
 
 /// A cheap, cloneable handle to the hub.
@@ -265,6 +266,7 @@ impl Hub {
         });
         let hub = Hub { inner };
         hub.refresh_agent_metrics();
+        hub.warn_refused_catalog_agents();
         hub.refresh_keys().await?;
         hub.backfill_auth_marker().await?;
         if !serve {
@@ -353,15 +355,20 @@ impl Hub {
     }
 
     /// Registers a new agent at run time (persisted; wins over the catalog from now on).
+    /// Secret values sent back as the `***` placeholder keep the replaced agent's values.
     pub async fn deploy_agent(
         &self,
         p: &Principal,
-        spec: AgentSpec,
+        mut spec: AgentSpec,
         replace: bool,
     ) -> HubResult<Arc<AgentEntry>> {
         self.authorize(p, Action::AgentsWrite).await?;
+        if let crate::model::ExecutorSpec::A2a(a) = &spec.executor {
+            self.check_agent_egress(&spec.id, &a.url).await?;
+        }
         let _g = self.inner.registry_lock.lock().await;
-        if !replace && self.inner.registry.get(&spec.id).is_some() {
+        let existing = self.inner.registry.get(&spec.id);
+        if !replace && existing.is_some() {
             return Err(HubError::new(
                 ErrorCode::AgentExists,
                 format!(
@@ -370,6 +377,7 @@ impl Hub {
                 ),
             ));
         }
+        crate::redact::keep_agent_secrets(&mut spec, existing.as_ref().map(|e| &e.spec))?;
         self.check_process_agent(p, &spec)?;
         let audit = self.audit_op(
             p,
@@ -389,6 +397,9 @@ impl Hub {
         patch: &Value,
     ) -> HubResult<Arc<AgentEntry>> {
         self.authorize(p, Action::AgentsWrite).await?;
+        if let Some(url) = patch.pointer("/executor/url").and_then(Value::as_str) {
+            self.check_agent_egress(id, url).await?;
+        }
         let _g = self.inner.registry_lock.lock().await;
         let current = self.agent(id)?;
         let mut doc = serde_json::to_value(&current.spec).map_err(HubError::internal)?;
@@ -399,16 +410,21 @@ impl Hub {
                 "an agent's id cannot be changed; deploy a new agent and remove the old one",
             ));
         }
-        let spec: AgentSpec = serde_json::from_value(doc).map_err(|e| {
+        let mut spec: AgentSpec = serde_json::from_value(doc).map_err(|e| {
             HubError::new(
                 ErrorCode::InvalidParams,
                 format!("the updated definition of {id:?} is not valid: {e}"),
             )
         })?;
+        crate::redact::keep_agent_secrets(&mut spec, Some(&current.spec))?;
         if spec.executor != current.spec.executor {
             self.check_process_agent(p, &spec)?;
         }
-        let detail: String = patch.to_string().chars().take(300).collect();
+        let detail: String = crate::redact::redact_agent_patch(patch)
+            .to_string()
+            .chars()
+            .take(300)
+            .collect();
         let audit = self.audit_op(p, "agents.update", id, Outcome::Ok, &detail)?;
         self.put_agent(spec, audit).await
     }
@@ -443,6 +459,27 @@ impl Hub {
                 "process agents can only be defined in catalog files here (A2A_RUNTIME_PROCESS_AGENTS=off)",
             )),
         }
+    }
+
+    /// An `a2a` agent deployed at run time must point where the egress policy permits
+    /// (`A2A_EGRESS_ALLOWED_NETWORKS`): checked now, so the caller hears at once; every
+    /// request of the agent is checked again when it connects.
+    async fn check_agent_egress(&self, id: &str, url: &str) -> HubResult<()> {
+        let Ok(uri) = url.parse::<http::Uri>() else {
+            // Not a URL at all: the definition's own validation names the problem.
+            return Ok(());
+        };
+        self.inner
+            .cfg
+            .egress
+            .check_url_resolved(&uri)
+            .await
+            .map_err(|e| {
+                HubError::new(
+                    ErrorCode::InvalidParams,
+                    format!("agent {id:?}: executor.url is refused: {e}"),
+                )
+            })
     }
 
     async fn put_agent(&self, spec: AgentSpec, audit: Op) -> HubResult<Arc<AgentEntry>> {

@@ -4,7 +4,9 @@
 //! record each (with the delivery progress). Creating a config starts a *follower*: a task that
 //! reads the request's events from the log (replay, then live, like any subscriber) and POSTs
 //! what the A2A adapter renders for each event (StreamResponse JSON) to the webhook, in order,
-//! with `X-A2A-Notification-Token` and the configured `Authorization`.
+//! with `X-A2A-Notification-Token` and the configured `Authorization`. The token and the
+//! credentials are write-only: every view of a config shows them as `***`
+//! ([`crate::redact`]); only the delivery worker reads them.
 //!
 //! Delivery policy: a failed POST (network error or non-2xx) is retried with exponential
 //! backoff ([`RETRY_BACKOFF`], up to [`MAX_ATTEMPTS`] attempts), then given up for that
@@ -94,8 +96,6 @@ pub(crate) struct PushState {
     generation: AtomicU64,
     /// Serialises config writes, so a progress update never resurrects a deleted config.
     write_lock: tokio::sync::Mutex<()>,
-    /// Where webhooks may point (from `push_allowed_networks`), made on first use.
-    policy: OnceLock<Arc<EgressPolicy>>,
 }
 
 fn key(task_id: &str, id: &str) -> String {
@@ -169,6 +169,52 @@ pub fn validate(cfg: &NewPushConfig, policy: &EgressPolicy) -> HubResult<()> {
     Ok(())
 }
 
+/// A config for a task that has none yet (given with the message that creates it) cannot
+/// carry the write-only placeholder: there is no stored value to keep. Checked before the
+/// task is created, so a refused config leaves nothing behind.
+pub fn refuse_placeholders(cfg: &NewPushConfig) -> HubResult<()> {
+    let mut probe = PushConfig {
+        id: String::new(),
+        task_id: String::new(),
+        url: String::new(),
+        token: cfg.token.clone(),
+        auth_scheme: None,
+        auth_credentials: cfg.auth_credentials.clone(),
+        principal: String::new(),
+        created_at: 0,
+        start_after: 0,
+        delivered_seq: 0,
+    };
+    keep_secrets(&mut probe, None)
+}
+
+/// Replaces the write-only placeholder (`***`) in the token or credentials of `cfg` with the
+/// value stored in `old` (the config it replaces); a placeholder with nothing stored is an
+/// error.
+fn keep_secrets(cfg: &mut PushConfig, old: Option<&PushConfig>) -> HubResult<()> {
+    use crate::redact::REDACTED;
+    for (what, new, stored) in [
+        ("token", &mut cfg.token, old.and_then(|o| o.token.as_ref())),
+        (
+            "authentication.credentials",
+            &mut cfg.auth_credentials,
+            old.and_then(|o| o.auth_credentials.as_ref()),
+        ),
+    ] {
+        if new.as_deref() == Some(REDACTED) {
+            match stored {
+                Some(v) => *new = Some(v.clone()),
+                None => {
+                    return Err(invalid(format!(
+                        "the push notification {what} is {REDACTED:?}, the placeholder views show instead of secrets, and this config has no stored value to keep; give the real value"
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 impl Hub {
     /// Stores a push config for a task (replacing one with the same id) and starts its
     /// delivery. `from_start`: deliver the task's events from the first one (a config given
@@ -193,7 +239,7 @@ impl Hub {
             self.inner.store.last_seq(task_id).await?
         };
         let id = new.id.clone().unwrap_or_else(new_id);
-        let cfg = PushConfig {
+        let mut cfg = PushConfig {
             id: id.clone(),
             task_id: task_id.to_string(),
             url: new.url,
@@ -208,6 +254,8 @@ impl Hub {
         {
             let _g = self.inner.push.write_lock.lock().await;
             let existing = self.list_push_configs(principal, task_id).await?;
+            // A config read back (secrets shown as `***`) and set again keeps its secrets.
+            keep_secrets(&mut cfg, existing.iter().find(|c| c.id == id))?;
             if !existing.iter().any(|c| c.id == id) && existing.len() >= MAX_CONFIGS_PER_TASK {
                 return Err(invalid(format!(
                     "task {task_id:?} already has {MAX_CONFIGS_PER_TASK} push notification configs; delete one first"
@@ -327,17 +375,9 @@ impl Hub {
         Ok(())
     }
 
-    /// Where push webhooks may point: public addresses and `push_allowed_networks`.
+    /// Where push webhooks may point: public addresses and `egress_allowed_networks`.
     fn push_policy(&self) -> Arc<EgressPolicy> {
-        self.inner
-            .push
-            .policy
-            .get_or_init(|| {
-                Arc::new(EgressPolicy::new(
-                    self.inner.cfg.push_allowed_networks.clone(),
-                ))
-            })
-            .clone()
+        self.inner.cfg.egress.clone()
     }
 
     /// Checks a push config a client asks for: [`validate`] with this hub's egress policy,

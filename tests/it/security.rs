@@ -12,7 +12,7 @@ fn admin() -> Principal {
     Principal::new("local", Role::Admin)
 }
 
-async fn key(th: &TestHub, role: Role) -> String {
+pub async fn key(th: &TestHub, role: Role) -> String {
     th.hub
         .create_key(&admin(), role, &format!("test {}", role.as_str()), None)
         .await
@@ -20,7 +20,7 @@ async fn key(th: &TestHub, role: Role) -> String {
         .0
 }
 
-async fn rest(
+pub async fn rest(
     th: &TestHub,
     method: &str,
     path: &str,
@@ -78,7 +78,7 @@ pub async fn mcp(url: &str, token: Option<&str>, method: &str, params: Value) ->
     (s, answer)
 }
 
-async fn tool(th: &TestHub, token: &str, name: &str, args: Value) -> Value {
+pub async fn tool(th: &TestHub, token: &str, name: &str, args: Value) -> Value {
     let (s, v) = mcp(
         &th.mcp_url(),
         Some(token),
@@ -90,7 +90,7 @@ async fn tool(th: &TestHub, token: &str, name: &str, args: Value) -> Value {
     v["result"].clone()
 }
 
-fn is_forbidden(result: &Value) -> bool {
+pub fn is_forbidden(result: &Value) -> bool {
     result["isError"] == true
         && result["content"][0]["text"]
             .as_str()

@@ -82,6 +82,7 @@ async fn spans_reach_an_otlp_receiver_with_the_callers_trace_id() {
             ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
             ("A2A_OTEL_EXPORT_INTERVAL", "100ms"),
+            super::a2a::LOCAL_PEERS_ENV,
         ],
     )
     .await;

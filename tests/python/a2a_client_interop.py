@@ -244,7 +244,7 @@ async def main(base: str, process_agent: str) -> None:
     cfg = await blocking.create_task_push_notification_config(
         TaskPushNotificationConfig(task_id=tid2, id="hook-1", url="http://127.0.0.1:9/hook", token="tok")
     )
-    check(cfg.id == "hook-1" and cfg.token == "tok", f"created {MessageToDict(cfg)}")
+    check(cfg.id == "hook-1" and cfg.token == "***", f"created (token write-only) {MessageToDict(cfg)}")
     got = await blocking.get_task_push_notification_config(
         GetTaskPushNotificationConfigRequest(task_id=tid2, id="hook-1")
     )

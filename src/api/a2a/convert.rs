@@ -454,15 +454,17 @@ pub fn output_modes_ok(modes: &[String]) -> bool {
         })
 }
 
-/// A stored push config as A2A 1.0 `TaskPushNotificationConfig`.
+/// A stored push config as A2A 1.0 `TaskPushNotificationConfig`, the token and credentials
+/// write-only (`***`, [`crate::redact`]): every answer (create, get, list) shows this view.
 pub fn push_config_view(c: &crate::hub::push::PushConfig) -> Value {
+    use crate::redact::redact_opt;
     let mut v = json!({ "id": c.id, "taskId": c.task_id, "url": c.url });
-    if let Some(t) = &c.token {
+    if let Some(t) = redact_opt(c.token.as_deref()) {
         v["token"] = json!(t);
     }
     if let Some(s) = &c.auth_scheme {
         let mut a = json!({ "scheme": s });
-        if let Some(cr) = &c.auth_credentials {
+        if let Some(cr) = redact_opt(c.auth_credentials.as_deref()) {
             a["credentials"] = json!(cr);
         }
         v["authentication"] = a;

@@ -84,6 +84,7 @@ pub(super) async fn send_message(
     };
     if let Some(cfg) = &push {
         hub.validate_push_config(cfg).await?;
+        crate::hub::push::refuse_placeholders(cfg)?;
     }
     if streaming && !call.ctx.config.enable_streaming {
         return Err(RpcError::new(
