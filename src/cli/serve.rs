@@ -28,6 +28,9 @@ pub fn hub_config(config: &Config) -> HubConfig {
         executor_env: ExecutorEnv {
             catalog_dir: config.catalog_dir.clone(),
             work_dir: config.data_dir.join("work"),
+            builtin_echo: config.builtin_echo,
+            process_limits: config.process_limits.clone(),
+            process_cgroup: config.process_cgroup,
         },
         auth: config.auth,
         stream_token: config.stream_token.clone(),

@@ -160,6 +160,12 @@ impl Hub {
             .name
             .clone();
         agent.validate_input(&capability, &args.input)?;
+        agent.executor.check_input(&args.input).map_err(|m| {
+            HubError::new(
+                ErrorCode::InvalidParams,
+                format!("invalid input for {}/{capability}: {m}", agent.spec.id),
+            )
+        })?;
         if let Some(s) = &args.session_id {
             let session = self
                 .inner

@@ -266,6 +266,7 @@ impl Hub {
         hub.recover().await?;
         hub.spawn_cluster_workers();
         sweeper::spawn(hub.clone());
+        scheduler::spawn_reaper(&hub);
         hub.spawn_key_refresh();
         backups::spawn_scheduler(hub.clone());
         hub.inner.ready.store(true, Ordering::SeqCst);

@@ -289,6 +289,34 @@ enum Outcome {
     Abandoned,
 }
 
+/// The `process-reaper` worker: in a hub process that adopts orphans (`serve`, `stdio`), it
+/// reaps the exited processes agents left behind (`executor/process/reaper.rs`). It runs
+/// until the jobs have drained at shutdown.
+pub(super) fn spawn_reaper(hub: &Hub) {
+    use crate::executor::process::reaper;
+    const NAME: &str = "process-reaper";
+    if !reaper::adopting() {
+        return;
+    }
+    hub.worker_update(NAME, |_| {});
+    let stop = hub.inner.cluster_stop.clone();
+    let h = hub.clone();
+    tokio::spawn(async move {
+        reaper::run(stop, |pass| {
+            h.worker_update(NAME, |w| {
+                w.runs += 1;
+                w.last_run = Some(crate::model::rfc3339(now_ms()));
+                if let Err(e) = pass {
+                    w.errors += 1;
+                    w.last_error = Some(e);
+                }
+            })
+        })
+        .await;
+        h.worker_update(NAME, |w| w.state = "stopped");
+    });
+}
+
 impl Hub {
     /// Puts a recorded request in the queue and dispatches what can run.
     pub(super) fn enqueue(
