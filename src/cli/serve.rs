@@ -21,6 +21,8 @@ pub fn hub_config(config: &Config) -> HubConfig {
     HubConfig {
         max_concurrency: config.max_concurrency,
         max_queue_size: config.max_queue_size,
+        max_inflight_per_key: config.max_inflight_per_key,
+        max_queued_per_key: config.max_queued_per_key,
         idempotency_ttl: config.idempotency_ttl,
         retention: config.retention,
         sweep_interval: config.sweep_interval,

@@ -225,7 +225,7 @@ impl Hub {
         }
 
         // Admission: a slot in the bounded queue, taken before anything is written.
-        self.inner.sched.lock().reserve()?;
+        self.inner.sched.lock().reserve(&principal.id)?;
         let rec = RequestRecord {
             id: new_id(),
             agent_id: agent.spec.id.clone(),
@@ -268,7 +268,7 @@ impl Hub {
             });
         }
         if let Err(e) = self.inner.store.write(ops).await {
-            self.inner.sched.lock().unreserve();
+            self.inner.sched.lock().unreserve(&principal.id);
             // Another replica of a shared store claimed the key first: its request is the
             // answer (nothing of ours was written).
             if let (StoreError::Conflict(_), Some((_, scope, args_hash))) = (&e, &idem)
