@@ -293,7 +293,24 @@ pub struct TestBinary {
 impl TestBinary {
     /// Runs `a2a-mcp serve` on `data_dir` with ports 0 and waits for its ready summary.
     pub async fn serve(data_dir: &Path, extra_env: &[(&str, &str)]) -> TestBinary {
-        let mut cmd = tokio::process::Command::new(BIN);
+        Self::serve_wrapped(data_dir, extra_env, &[]).await
+    }
+
+    /// Like [`TestBinary::serve`], started through `wrapper` (a program and its arguments
+    /// that end by running the command after them, e.g. `unshare … --` or `setpriv …`).
+    pub async fn serve_wrapped(
+        data_dir: &Path,
+        extra_env: &[(&str, &str)],
+        wrapper: &[&str],
+    ) -> TestBinary {
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = tokio::process::Command::new(program);
+                c.args(args).arg(BIN);
+                c
+            }
+            None => tokio::process::Command::new(BIN),
+        };
         cmd.arg("--data-dir")
             .arg(data_dir)
             .arg("--catalog-dir")
