@@ -1,7 +1,7 @@
 //! Contained agents: process agents cannot read the hub, run with default rlimits and no
 //! capabilities (as another account where the hub may switch), lose every process on
-//! cancel and timeout (even `setsid` ones), leave no zombies; the echo helper is bounded and
-//! off in production; one caller cannot hog the queue or the workers.
+//! cancel, timeout and exit (even `setsid` ones), leave no zombies; the echo helper is
+//! bounded and off in production; one caller cannot hog the queue or the workers.
 
 use std::path::Path;
 use std::time::Duration;
@@ -159,11 +159,15 @@ async fn setsid_grandchildren_die_on_cancel_and_on_timeout() {
         let b = TestBinary::serve(dir.path(), &[("A2A_PROCESS_CGROUP", mode)]).await;
         let rest = b.rest("");
         let env = json!({"PIDFILE_DIR": pids.path().display().to_string()});
-        for (id, timeout) in [("detacher", json!(null)), ("detacher-slow", json!(1500))] {
+        for (id, arg, timeout) in [
+            ("detacher", "hang", json!(null)),
+            ("detacher-slow", "hang", json!(1500)),
+            ("quitter", "exit", json!(null)),
+        ] {
             let (s, v) = deploy_at(
                 &rest,
                 id,
-                json!({"kind": "process", "command": [script("setsid.sh")], "env": env,
+                json!({"kind": "process", "command": [script("setsid.sh"), arg], "env": env,
                        "timeout_ms": timeout}),
             )
             .await;
@@ -200,6 +204,26 @@ async fn setsid_grandchildren_die_on_cancel_and_on_timeout() {
             .unwrap();
         eventually(
             &format!("[{mode}] the setsid grandchild {grandchild} is gone after the timeout"),
+            || pid_gone(grandchild),
+        )
+        .await;
+
+        // The main process ends the request: what it left running (here holding stdout
+        // open) is killed then, and the request does not wait for it.
+        let v = invoke_wait_at(&rest, "quitter").await;
+        assert_eq!(
+            (v["status"].as_str(), v["result"].as_str()),
+            (Some("done"), Some("detached")),
+            "{v}"
+        );
+        let id = v["requestId"].as_str().unwrap();
+        let grandchild: i32 = std::fs::read_to_string(pids.path().join(format!("{id}.pid")))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        eventually(
+            &format!("[{mode}] the setsid grandchild {grandchild} is gone after its agent exited"),
             || pid_gone(grandchild),
         )
         .await;
