@@ -6,8 +6,8 @@
 //! - **cgroup v2** (`A2A_PROCESS_CGROUP=auto` and the hub may create cgroups: root, or a
 //!   systemd unit with `Delegate=yes`): each request gets its own cgroup below
 //!   `<hub cgroup>/a2a-mcp.<hub pid>/`, which the child joins before `exec`. Nothing can leave
-//!   it; `cgroup.kill` ends every member at once. The hub removes the cgroup afterwards, and
-//!   the next hub to start removes (and empties) the ones a crashed hub left.
+//!   it; `cgroup.kill` ends every member at once. The hub removes the cgroup afterwards; the
+//!   next hub to start removes the empty ones a crashed hub left.
 //! - **/proc tracking** otherwise: the agent's main process is a child subreaper (set before
 //!   `exec`), so while it lives every descendant stays below it in the process tree, `setsid`
 //!   or not. The tree is walked through `/proc/<pid>/task/*/children` while the request runs
@@ -241,8 +241,9 @@ fn probe_cgroup() -> Result<PathBuf, String> {
     Ok(base)
 }
 
-/// Empties and removes the `a2a-mcp.<pid>` cgroups of hubs that are gone (a crash leaves
-/// its agents running there).
+/// Removes the empty `a2a-mcp.<pid>` cgroups of hubs that are gone. Nothing is killed: the
+/// pid of another hub may live in another PID namespace, so "gone" is only a guess, and a
+/// non-empty cgroup cannot be removed anyway (a live hub re-creates its base when needed).
 fn remove_stale(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -261,8 +262,7 @@ fn remove_stale(dir: &Path) {
         }
         if let Ok(requests) = std::fs::read_dir(e.path()) {
             for r in requests.flatten().filter(|r| r.path().is_dir()) {
-                let _ = std::fs::write(r.path().join("cgroup.kill"), "1");
-                remove_cgroup(&r.path(), Duration::from_secs(2));
+                let _ = std::fs::remove_dir(r.path());
             }
         }
         let _ = std::fs::remove_dir(e.path());
@@ -318,7 +318,8 @@ impl Containment {
     pub fn prepare(request_id: &str, attempt: u32, use_cgroup: bool) -> Self {
         let cgroup = use_cgroup.then(cgroup_base).flatten().and_then(|base| {
             let dir = base.join(format!("{request_id}.{attempt}"));
-            match std::fs::create_dir(&dir) {
+            // `create_dir_all`: another hub may have taken our empty base for a stale one.
+            match std::fs::create_dir_all(&dir) {
                 Ok(()) => Some(dir),
                 Err(e) => {
                     tracing::warn!(
@@ -419,7 +420,7 @@ impl Containment {
                     let _ = std::fs::write(cg.join("cgroup.kill"), "1");
                 }
                 metrics::PROCESS_LEFTOVERS_KILLED.inc_by(others as u64);
-                if !remove_cgroup(&cg, Duration::from_millis(500)) {
+                if !remove_cgroup(&cg, Duration::from_millis(100)) {
                     // Members still exiting (e.g. in uninterruptible sleep): finish later.
                     std::thread::spawn(move || {
                         if !remove_cgroup(&cg, Duration::from_secs(30)) && populated(&cg) {

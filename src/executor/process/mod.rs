@@ -232,7 +232,7 @@ impl Executor for ProcessExecutor {
         if let Some(tp) = &ctx.traceparent {
             cmd.env("TRACEPARENT", tp);
         }
-        let containment = Containment::prepare(&ctx.request_id, ctx.attempt, self.cgroup);
+        let mut containment = Containment::prepare(&ctx.request_id, ctx.attempt, self.cgroup);
         Confinement::new(
             containment.cgroup_procs().as_deref(),
             &cwd,
@@ -241,12 +241,15 @@ impl Executor for ProcessExecutor {
         )
         .map_err(cannot_start)?
         .apply(&mut cmd);
-        let mut contained = Contained(Some(containment));
         let mut child = reaper::spawn(&mut cmd).map_err(cannot_start)?;
         let pid = child.id().map(|p| p as i32);
-        if let (Some(pid), Some(c)) = (pid, contained.0.as_mut()) {
-            c.started(pid);
+        if let Some(pid) = pid {
+            containment.started(pid);
         }
+        // Declared after `child`, so on a dropped future it is dropped first: the tree is
+        // killed while its main process still holds it together (tokio's kill-on-drop of the
+        // main process alone would scatter its children).
+        let mut contained = Contained(Some(containment));
         let result = self
             .supervise(&ctx, input, &out, &mut child, &mut contained)
             .await;
