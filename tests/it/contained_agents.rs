@@ -451,6 +451,11 @@ async fn agents_run_as_a_configured_account_only_where_the_hub_may_switch() {
         msg.contains("executor.user") && msg.contains("privilege"),
         "{msg}"
     );
+    // Non-dumpable, an unprivileged hub still reads its own /proc files (process metrics).
+    let fds = metric_at(b.ops, "a2a_process_open_fds")
+        .await
+        .unwrap_or(0.0);
+    assert!(fds > 0.0, "open fds read from /proc/self/fd: {fds}");
     drop(b);
 
     // …and at start-up, for a catalog agent.
