@@ -345,18 +345,19 @@ impl Containment {
         self.cgroup.as_ref().map(|c| c.join("cgroup.procs"))
     }
 
-    /// Records the main process once spawned. If it did not get into the cgroup (no right
-    /// to move processes there), the cgroup is dropped and the tree is tracked instead.
+    /// Records the main process once spawned.
     pub fn started(&mut self, pid: i32) {
         self.leader = stat(pid).map(|s| (pid, s.start));
-        if let Some(cg) = &self.cgroup
-            && !cgroup_members(cg).contains(&pid)
-        {
-            tracing::warn!(request_id = %self.request_id, "the agent could not join its cgroup {}; tracking the process tree instead", cg.display());
-            remove_cgroup(cg, Duration::ZERO);
-            self.cgroup = None;
-        }
         self.track();
+    }
+
+    /// Gives the cgroup up after a start in it failed (e.g. no right to move a process
+    /// there): the tree is tracked instead.
+    pub fn abandon_cgroup(&mut self, why: &std::io::Error) {
+        if let Some(cg) = self.cgroup.take() {
+            tracing::warn!(request_id = %self.request_id, "starting the agent in its cgroup {} failed ({why}); starting it without one and tracking its process tree", cg.display());
+            remove_cgroup(&cg, Duration::ZERO);
+        }
     }
 
     /// Whether the tree needs walking from time to time (no cgroup).

@@ -214,34 +214,16 @@ impl Executor for ProcessExecutor {
         let cannot_start = |e: std::io::Error| {
             ExecError::Failed(format!("cannot start {}: {e}", self.program.display()))
         };
-        let mut cmd = Command::new(&self.program);
-        cmd.args(&self.args)
-            .env_clear()
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .env("A2A_REQUEST_ID", &ctx.request_id)
-            .env("A2A_AGENT_ID", &ctx.agent_id)
-            .env("A2A_CAPABILITY", &ctx.capability)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
-        if let Some((url, token)) = &ctx.callback {
-            cmd.env("A2A_HUB_URL", url).env("A2A_HUB_TOKEN", token);
-        }
-        if let Some(tp) = &ctx.traceparent {
-            cmd.env("TRACEPARENT", tp);
-        }
         let mut containment = Containment::prepare(&ctx.request_id, ctx.attempt, self.cgroup);
-        Confinement::new(
-            containment.cgroup_procs().as_deref(),
-            &cwd,
-            self.limits.clone(),
-            self.identity.clone(),
-        )
-        .map_err(cannot_start)?
-        .apply(&mut cmd);
-        let mut child = reaper::spawn(&mut cmd).map_err(cannot_start)?;
+        let spawned = match self.spawn(&ctx, &cwd, containment.cgroup_procs().as_deref()) {
+            Err(e) if containment.cgroup_procs().is_some() => {
+                // Perhaps no right to move a process into the cgroup: without it, then.
+                containment.abandon_cgroup(&e);
+                self.spawn(&ctx, &cwd, None)
+            }
+            other => other,
+        };
+        let mut child = spawned.map_err(cannot_start)?;
         let pid = child.id().map(|p| p as i32);
         if let Some(pid) = pid {
             containment.started(pid);
@@ -265,6 +247,42 @@ impl Executor for ProcessExecutor {
 }
 
 impl ProcessExecutor {
+    /// Starts the main process of a run (registered with the reaper), in `cgroup_procs`'s
+    /// cgroup when given: joining it is part of the start, so a started process is in it.
+    fn spawn(
+        &self,
+        ctx: &ExecContext,
+        cwd: &std::path::Path,
+        cgroup_procs: Option<&std::path::Path>,
+    ) -> std::io::Result<Child> {
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&self.args)
+            .env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("A2A_REQUEST_ID", &ctx.request_id)
+            .env("A2A_AGENT_ID", &ctx.agent_id)
+            .env("A2A_CAPABILITY", &ctx.capability)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        if let Some((url, token)) = &ctx.callback {
+            cmd.env("A2A_HUB_URL", url).env("A2A_HUB_TOKEN", token);
+        }
+        if let Some(tp) = &ctx.traceparent {
+            cmd.env("TRACEPARENT", tp);
+        }
+        Confinement::new(
+            cgroup_procs,
+            cwd,
+            self.limits.clone(),
+            self.identity.clone(),
+        )?
+        .apply(&mut cmd);
+        reaper::spawn(&mut cmd)
+    }
+
     /// Feeds the request in, streams the output out, and stops the processes on cancel,
     /// timeout and overflow.
     async fn supervise(

@@ -259,14 +259,14 @@ impl Confinement {
         use nix::sys::stat::Mode;
         let io = std::io::Error::from;
         if let Some(procs) = &self.cgroup_procs {
-            // Best effort: the parent checks membership and falls back to tracking the tree.
-            if let Ok(fd) = open(
+            // A failure fails the start; the parent then starts it again without a cgroup.
+            let fd = open(
                 procs.as_c_str(),
                 OFlag::O_WRONLY | OFlag::O_CLOEXEC,
                 Mode::empty(),
-            ) {
-                let _ = nix::unistd::write(&fd, b"0");
-            }
+            )
+            .map_err(io)?;
+            nix::unistd::write(&fd, b"0").map_err(io)?;
         }
         nix::unistd::chdir(self.cwd.as_c_str()).map_err(io)?;
         // Orphans of the agent's own children are re-parented to it, not to the hub or init,
