@@ -10,7 +10,8 @@
 //!   next hub to start removes the empty ones a crashed hub left.
 //! - **/proc tracking** otherwise: the agent's main process is a child subreaper (set before
 //!   `exec`), so while it lives every descendant stays below it in the process tree, `setsid`
-//!   or not. The tree is walked through `/proc/<pid>/task/*/children` while the request runs
+//!   or not. The tree is walked through `/proc/<pid>/task/*/children` (a scan of every
+//!   `/proc/<pid>/stat` on kernels without those files) while the request runs
 //!   and once more before every kill; killing stops (SIGSTOP) the whole tree first, waits
 //!   until every member is stopped (a stopped process cannot fork), then sends SIGKILL, so no
 //!   child escapes half-way. After the main process has exited, its leftovers are found among
@@ -68,14 +69,47 @@ pub(super) fn stat(pid: i32) -> Option<Stat> {
     parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
 }
 
+/// Whether this kernel lists children in `/proc/<pid>/task/<tid>/children`
+/// (`CONFIG_PROC_CHILDREN`); without it, children are found by scanning every process.
+fn children_files() -> bool {
+    static SUPPORTED: OnceLock<bool> = OnceLock::new();
+    *SUPPORTED.get_or_init(|| {
+        let tid = nix::unistd::gettid();
+        Path::new(&format!("/proc/self/task/{tid}/children")).exists()
+    })
+}
+
+/// Every process's children, from a scan of `/proc/*/stat` (kernels without children files).
+fn scan_children() -> HashMap<i32, Vec<i32>> {
+    let mut map: HashMap<i32, Vec<i32>> = HashMap::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok())
+            && let Some(st) = stat(pid)
+        {
+            map.entry(st.ppid).or_default().push(pid);
+        }
+    }
+    map
+}
+
 /// Direct children of a process (of all its threads).
 pub(super) fn children(pid: i32) -> Vec<i32> {
-    children_in(&format!("/proc/{pid}/task"))
+    if children_files() {
+        children_in(&format!("/proc/{pid}/task"))
+    } else {
+        scan_children().remove(&pid).unwrap_or_default()
+    }
 }
 
 /// Direct children of this process.
 pub(super) fn own_children() -> Vec<i32> {
-    children_in("/proc/self/task")
+    if children_files() {
+        children_in("/proc/self/task")
+    } else {
+        scan_children()
+            .remove(&(std::process::id() as i32))
+            .unwrap_or_default()
+    }
 }
 
 fn children_in(task_dir: &str) -> Vec<i32> {
@@ -112,6 +146,7 @@ fn alive(p: Proc) -> bool {
 
 /// Every live process in the trees below `roots` (roots included, if alive).
 fn walk(roots: impl IntoIterator<Item = Proc>) -> HashMap<i32, u64> {
+    let mut scanned = (!children_files()).then(scan_children);
     let mut found = HashMap::new();
     let mut queue: Vec<(i32, Option<u64>)> = roots.into_iter().map(|(p, s)| (p, Some(s))).collect();
     while let Some((pid, want)) = queue.pop() {
@@ -123,7 +158,11 @@ fn walk(roots: impl IntoIterator<Item = Proc>) -> HashMap<i32, u64> {
             continue;
         }
         found.insert(pid, st.start);
-        queue.extend(children(pid).into_iter().map(|c| (c, None)));
+        let kids = match scanned.as_mut() {
+            Some(map) => map.remove(&pid).unwrap_or_default(),
+            None => children(pid),
+        };
+        queue.extend(kids.into_iter().map(|c| (c, None)));
     }
     found
 }
@@ -482,5 +521,39 @@ mod tests {
         assert_eq!(parse_stat("garbage"), None);
         let me = stat(std::process::id() as i32).expect("own stat");
         assert!(!me.is_gone());
+    }
+
+    #[test]
+    fn a_tree_with_a_setsid_member_is_found_and_killed() {
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "setsid sleep 100 & sleep 100"])
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let root = (pid, stat(pid).unwrap().start);
+        let mut tree = HashMap::new();
+        for _ in 0..500 {
+            tree = walk([root]);
+            if tree.len() == 3 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(
+            tree.len(),
+            3,
+            "sh, its sleep and the setsid sleep: {tree:?}"
+        );
+        assert!(own_children().contains(&pid));
+        assert_eq!(freeze_and_kill(vec![root]), 3);
+        let _ = child.wait();
+        // SIGKILL is delivered when the target next runs: give them a moment (bounded).
+        for (p, s) in tree {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while alive((p, s)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            assert!(!alive((p, s)), "{p} survived");
+        }
     }
 }
