@@ -316,6 +316,16 @@ pub const SETTINGS: &[Setting] = &[
        "Who may deploy or change `process` agents (which run commands on this host) at run time: `admin`, `operator`, or `off` (catalog files only)."),
     s!("agent_callbacks", ["A2A_AGENT_CALLBACKS"], "true",
        "Give process agents A2A_HUB_URL and a per-request A2A_HUB_TOKEN so they can call back into the hub as themselves (subject to grants)."),
+    s!("process_limits", ["A2A_PROCESS_LIMITS"], "cpu_seconds=600,memory_mb=4096,open_files=1024,processes=2048",
+       "Default rlimits of every process agent, `name=N|off` pairs: `cpu_seconds` (RLIMIT_CPU), `memory_mb` (address space, RLIMIT_AS), `open_files` (RLIMIT_NOFILE), `processes` (RLIMIT_NPROC, counted per user). An agent's own `limits` table wins per entry (0 there lifts the limit); none goes above the hub's own hard limits."),
+    s!("process_cgroup", ["A2A_PROCESS_CGROUP"], "auto",
+       "`auto`: each process request runs in its own cgroup v2 (below the hub's cgroup) when the hub may create one (root, or systemd `Delegate=yes`), so cancel, timeout and the end of a request kill its whole process tree at once; otherwise, and with `off`, the tree is tracked through /proc."),
+    s!("builtin_echo", ["A2A_BUILTIN_ECHO"], "auto",
+       "Offer the builtin `echo` test helper (and the catalog's `echo` agent): `auto` (on in development, off in production), `on` or `off`."),
+    s!("max_inflight_per_key", ["A2A_MAX_INFLIGHT_PER_KEY"], "25",
+       "Requests of one caller (API key, or the anonymous/local identity) running at once; its further requests wait in the queue while other callers' run. Agents calling back (per-request agent tokens) are counted per agent and are exempt from this cap, so nested calls cannot wait on their own parent."),
+    s!("max_queued_per_key", ["A2A_MAX_QUEUED_PER_KEY"], "1000",
+       "Requests of one caller waiting in the queue; beyond it its invocations fail with 429 rate_limited while other callers still get in (MAX_QUEUE_SIZE bounds the queue as a whole)."),
     s!("backup_dir", ["A2A_BACKUP_DIR"], "backup",
        "Where snapshots are written (scheduled and API-triggered backups)."),
     s!("backup_interval", ["A2A_BACKUP_INTERVAL"], "1d",
@@ -459,6 +469,14 @@ pub struct Config {
     pub agent_callbacks: bool,
     /// Lowest role that may deploy process agents at run time (`None`: nobody).
     pub runtime_process_agents: Option<crate::model::Role>,
+    /// Default rlimits of process agents.
+    pub process_limits: crate::model::ProcessLimits,
+    /// Contain process requests in cgroups when possible.
+    pub process_cgroup: bool,
+    /// Offer the builtin `echo` helper.
+    pub builtin_echo: bool,
+    pub max_inflight_per_key: usize,
+    pub max_queued_per_key: usize,
     /// Where each setting's value came from, for `check-config`.
     pub provenance: BTreeMap<&'static str, (String, &'static str)>,
 }
@@ -832,6 +850,30 @@ impl Config {
                 "off" => None,
                 _ => return Err(raw.err("runtime_process_agents", "admin, operator or off")),
             },
+            process_limits: crate::executor::process::sandbox::parse_limits(
+                raw.get("process_limits").0,
+            )
+            .map_err(|e| {
+                raw.err(
+                    "process_limits",
+                    &format!(
+                        "name=N|off pairs for cpu_seconds, memory_mb, open_files, processes ({e})"
+                    ),
+                )
+            })?,
+            process_cgroup: match raw.get("process_cgroup").0.trim() {
+                "auto" | "" => true,
+                "off" => false,
+                _ => return Err(raw.err("process_cgroup", "auto or off")),
+            },
+            builtin_echo: match raw.get("builtin_echo").0.trim() {
+                "auto" | "" => env_kind == Env::Development,
+                "on" | "true" => true,
+                "off" | "false" => false,
+                _ => return Err(raw.err("builtin_echo", "auto, on or off")),
+            },
+            max_inflight_per_key: raw.positive("max_inflight_per_key")?,
+            max_queued_per_key: raw.positive("max_queued_per_key")?,
             provenance: raw.values,
         };
         if cfg.tls_cert.is_some() != cfg.tls_key.is_some() {

@@ -12,7 +12,20 @@ fn main() {
     // this heap size (docs/PERFORMANCE.md). Best effort: older kernels may refuse.
     #[cfg(target_os = "linux")]
     let _ = nix::sys::prctl::set_thp_disable(true);
+    // Process-wide hardening before any secret is read (SECURITY.md, "Running commands"):
+    // non-dumpable, so agents running as the same user cannot read this process's environment
+    // or memory through /proc, nor ptrace it.
+    if let Err(e) = a2a_mcp::executor::process::sandbox::harden_hub() {
+        eprintln!("warning: {e}; process agents of the same user could read this process's memory");
+    }
     let cli = a2a_mcp::cli::Cli::parse();
+    // A hub adopts what its agents leave behind (a child subreaper), so it can kill those
+    // leftovers and reap them (also what PID 1 in a container must do).
+    if cli.runs_agents()
+        && let Err(e) = a2a_mcp::executor::process::reaper::adopt_orphans()
+    {
+        eprintln!("warning: {e}; processes left behind by agents go to init");
+    }
     let code = match a2a_mcp::cli::run(cli) {
         a2a_mcp::cli::Exit::Ok => 0,
         a2a_mcp::cli::Exit::Failed(msg) => {

@@ -8,8 +8,8 @@
 use std::sync::LazyLock;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 pub static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::new);
@@ -22,6 +22,10 @@ fn reg<T: prometheus::core::Collector + Clone + 'static>(c: T) -> T {
 
 fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     reg(IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| panic!("{name}: {e}")))
+}
+
+fn counter(name: &str, help: &str) -> IntCounter {
+    reg(IntCounter::new(name, help).unwrap_or_else(|e| panic!("{name}: {e}")))
 }
 
 fn gauge(name: &str, help: &str) -> IntGauge {
@@ -357,6 +361,20 @@ pub static CLUSTER_LEASES: LazyLock<IntGauge> = LazyLock::new(|| {
     )
 });
 
+pub static PROCESS_LEFTOVERS_KILLED: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "a2a_agent_processes_killed_total",
+        "Processes a process agent left behind (children, setsid daemons) killed at the end of their request.",
+    )
+});
+
+pub static PROCESS_REAPED: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "a2a_agent_processes_reaped_total",
+        "Exited orphans the hub adopted (as subreaper or PID 1) and reaped, so no zombie stays.",
+    )
+});
+
 /// Forces every metric into existence so `/metrics` lists them from the first scrape.
 pub fn init() {
     BUILD_INFO
@@ -403,6 +421,8 @@ pub fn init() {
     LazyLock::force(&CLUSTER_REDIS_UP);
     LazyLock::force(&CLUSTER_TAKEOVERS);
     LazyLock::force(&CLUSTER_LEASES);
+    LazyLock::force(&PROCESS_LEFTOVERS_KILLED);
+    LazyLock::force(&PROCESS_REAPED);
     // Labelled families show up once they have a child; create the common ones at zero so
     // alert rules and dashboards find every series from the first scrape.
     for status in ["done", "error", "canceled"] {

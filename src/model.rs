@@ -149,13 +149,38 @@ pub struct ProcessSpec {
     /// Cap on bytes read from stdout (default 16 MiB); over it the process is killed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_output_bytes: Option<u64>,
-    /// Resource limits applied to the process (rlimits).
+    /// Resource limits applied to the process (rlimits); unset entries take the defaults
+    /// of `A2A_PROCESS_LIMITS`, 0 lifts one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<ProcessLimits>,
+    /// User the process runs as (name or numeric id); needs a hub with the privilege to
+    /// switch users (root). Default: the hub's own user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<AccountRef>,
+    /// Group the process runs as (name or numeric id); default: the user's primary group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<AccountRef>,
+}
+
+/// A user or group account: a name, or a numeric id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum AccountRef {
+    Id(u32),
+    Name(String),
+}
+
+impl std::fmt::Display for AccountRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AccountRef::Id(n) => write!(f, "{n}"),
+            AccountRef::Name(s) => write!(f, "{s:?}"),
+        }
+    }
 }
 
 /// rlimits of a process agent; each is optional.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProcessLimits {
     /// CPU time in seconds (RLIMIT_CPU); the kernel kills the process past it.

@@ -162,6 +162,16 @@ impl ConfigArgs {
 }
 
 /// Runs the parsed command line.
+impl Cli {
+    /// Whether this command runs the hub in this process, and with it process agents.
+    pub fn runs_agents(&self) -> bool {
+        matches!(
+            self.command,
+            Command::Serve | Command::Stdio { remote: None, .. }
+        )
+    }
+}
+
 pub fn run(cli: Cli) -> Exit {
     if let Command::CheckConfig { docs: true } = cli.command {
         print!("{}", crate::config::markdown());

@@ -24,6 +24,8 @@ pub fn hub_config(config: &Config) -> HubConfig {
     HubConfig {
         max_concurrency: config.max_concurrency,
         max_queue_size: config.max_queue_size,
+        max_inflight_per_key: config.max_inflight_per_key,
+        max_queued_per_key: config.max_queued_per_key,
         idempotency_ttl: config.idempotency_ttl,
         retention: config.retention,
         sweep_interval: config.sweep_interval,
@@ -32,6 +34,9 @@ pub fn hub_config(config: &Config) -> HubConfig {
             catalog_dir: config.catalog_dir.clone(),
             work_dir: config.data_dir.join("work"),
             egress: egress.clone(),
+            builtin_echo: config.builtin_echo,
+            process_limits: config.process_limits.clone(),
+            process_cgroup: config.process_cgroup,
         },
         // Production mode never runs open: `auto` requires keys from the start there.
         auth: match (config.is_production(), config.auth) {

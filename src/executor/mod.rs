@@ -22,7 +22,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::model::{AgentSpec, ExecutorSpec};
+use crate::model::{AgentSpec, ExecutorSpec, ProcessLimits};
 
 /// What an executor may know about the invocation it runs.
 #[derive(Clone, Debug)]
@@ -78,6 +78,12 @@ pub trait Executor: Send + Sync {
         input: Value,
         out: OutputSink,
     ) -> Result<Value, ExecError>;
+
+    /// Checks an input before the request is accepted, beyond the capability's JSON Schema
+    /// (bounds the schema cannot say). The message is shown as `invalid_params`.
+    fn check_input(&self, _input: &Value) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// Settings executors need from the server configuration.
@@ -89,12 +95,28 @@ pub struct ExecutorEnv {
     pub work_dir: PathBuf,
     /// Where remote executors (`a2a`) may send requests (`A2A_EGRESS_ALLOWED_NETWORKS`).
     pub egress: Arc<crate::egress::EgressPolicy>,
+    /// Offer the builtin `echo` helper (`A2A_BUILTIN_ECHO`).
+    pub builtin_echo: bool,
+    /// Default rlimits of process agents (`A2A_PROCESS_LIMITS`); an agent's own `limits` win.
+    pub process_limits: ProcessLimits,
+    /// Put each process request in its own cgroup v2 when one can be made
+    /// (`A2A_PROCESS_CGROUP`); otherwise its process tree is tracked through /proc.
+    pub process_cgroup: bool,
+}
+
+/// Why an agent definition cannot run with this configuration (a switched-off builtin), if
+/// it cannot. The catalog skips such agents instead of refusing to start.
+pub fn unavailable(spec: &AgentSpec, env: &ExecutorEnv) -> Option<String> {
+    match &spec.executor {
+        ExecutorSpec::Builtin { name } => builtin::unavailable(name, env),
+        _ => None,
+    }
 }
 
 /// Builds the executor of an agent definition.
 pub fn build(spec: &AgentSpec, env: &ExecutorEnv) -> Result<Arc<dyn Executor>, String> {
     match &spec.executor {
-        ExecutorSpec::Builtin { name } => builtin::build(name),
+        ExecutorSpec::Builtin { name } => builtin::build(name, env),
         ExecutorSpec::Process(p) => Ok(Arc::new(process::ProcessExecutor::new(p.clone(), env)?)),
         ExecutorSpec::A2a(a) => Ok(Arc::new(a2a::A2aExecutor::new(
             a.clone(),

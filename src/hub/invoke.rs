@@ -160,6 +160,12 @@ impl Hub {
             .name
             .clone();
         agent.validate_input(&capability, &args.input)?;
+        agent.executor.check_input(&args.input).map_err(|m| {
+            HubError::new(
+                ErrorCode::InvalidParams,
+                format!("invalid input for {}/{capability}: {m}", agent.spec.id),
+            )
+        })?;
         if let Some(s) = &args.session_id {
             let session = self
                 .inner
@@ -219,7 +225,7 @@ impl Hub {
         }
 
         // Admission: a slot in the bounded queue, taken before anything is written.
-        self.inner.sched.lock().reserve()?;
+        self.inner.sched.lock().reserve(&principal.id)?;
         let rec = RequestRecord {
             id: new_id(),
             agent_id: agent.spec.id.clone(),
@@ -262,7 +268,7 @@ impl Hub {
             });
         }
         if let Err(e) = self.inner.store.write(ops).await {
-            self.inner.sched.lock().unreserve();
+            self.inner.sched.lock().unreserve(&principal.id);
             // Another replica of a shared store claimed the key first: its request is the
             // answer (nothing of ours was written).
             if let (StoreError::Conflict(_), Some((_, scope, args_hash))) = (&e, &idem)

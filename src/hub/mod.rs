@@ -58,6 +58,10 @@ use scheduler::{JobControl, Sched};
 pub struct HubConfig {
     pub max_concurrency: usize,
     pub max_queue_size: usize,
+    /// Requests of one caller running at once (`A2A_MAX_INFLIGHT_PER_KEY`).
+    pub max_inflight_per_key: usize,
+    /// Requests of one caller waiting in the queue (`A2A_MAX_QUEUED_PER_KEY`).
+    pub max_queued_per_key: usize,
     pub idempotency_ttl: Duration,
     pub retention: Duration,
     pub sweep_interval: Duration,
@@ -243,7 +247,12 @@ impl Hub {
         };
         let inner = Arc::new(HubInner {
             idem_locks: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
-            sched: Mutex::new(Sched::new(cfg.max_concurrency, cfg.max_queue_size)),
+            sched: Mutex::new(Sched::new(
+                cfg.max_concurrency,
+                cfg.max_queue_size,
+                cfg.max_inflight_per_key,
+                cfg.max_queued_per_key,
+            )),
             cfg,
             store,
             bus: Bus::new(),
@@ -277,6 +286,7 @@ impl Hub {
         hub.recover().await?;
         hub.spawn_cluster_workers();
         sweeper::spawn(hub.clone());
+        scheduler::spawn_reaper(&hub);
         hub.spawn_key_refresh();
         hub.spawn_denial_audit();
         backups::spawn_scheduler(hub.clone());

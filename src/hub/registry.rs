@@ -187,6 +187,11 @@ pub fn merge_catalog(
     let mut ops = Vec::new();
     let now = now_ms();
     for spec in catalog {
+        if let Some(reason) = executor::unavailable(&spec, env) {
+            // Left out like an agent deleted from the catalog (a stored copy goes too).
+            tracing::info!(agent = %spec.id, "catalog agent not loaded: {reason}");
+            continue;
+        }
         match stored.remove(&spec.id) {
             Some(rec) if rec.source == AgentSource::Runtime => {
                 if !rec.removed {

@@ -497,9 +497,9 @@ async fn one_process_per_replica_id() {
 async fn an_idle_replica_takes_queued_work_from_a_busy_one() {
     let Some(url) = pg::url() else { return };
     let c = cluster(&url, None, &[("MAX_CONCURRENCY", "1")]).await;
-    // A runs one job at a time; this one holds its slot for 100 s (canceled at the end), far
+    // A runs one job at a time; this one holds its slot for 60 s (canceled at the end), far
     // longer than the 30 s the waiting jobs are given to finish.
-    let long = invoke_on(&c.a, "echo", echo_input("long", 1000, 100)).await;
+    let long = invoke_on(&c.a, "echo", echo_input("long", 600, 100)).await;
     wait_status_on(&c.a, &long, "running").await;
     let mut waiting = Vec::new();
     for i in 0..4 {

@@ -293,7 +293,7 @@ pub struct TestBinary {
 impl TestBinary {
     /// Runs `a2a-mcp serve` on `data_dir` with ports 0 and waits for its ready summary.
     pub async fn serve(data_dir: &Path, extra_env: &[(&str, &str)]) -> TestBinary {
-        Self::start(tokio::process::Command::new(BIN), data_dir, extra_env).await
+        Self::serve_wrapped(data_dir, extra_env, &[]).await
     }
 
     /// [`TestBinary::serve`] under the given umask (`sh -c 'umask U; exec a2a-mcp …'`).
@@ -302,18 +302,25 @@ impl TestBinary {
         extra_env: &[(&str, &str)],
         umask: &str,
     ) -> TestBinary {
-        let mut cmd = tokio::process::Command::new("/bin/sh");
-        cmd.arg("-c")
-            .arg(format!("umask {umask}; exec \"$0\" \"$@\""))
-            .arg(BIN);
-        Self::start(cmd, data_dir, extra_env).await
+        let script = format!("umask {umask}; exec \"$0\" \"$@\"");
+        Self::serve_wrapped(data_dir, extra_env, &["/bin/sh", "-c", &script]).await
     }
 
-    async fn start(
-        mut cmd: tokio::process::Command,
+    /// Like [`TestBinary::serve`], started through `wrapper` (a program and its arguments
+    /// that end by running the command after them, e.g. `unshare … --` or `setpriv …`).
+    pub async fn serve_wrapped(
         data_dir: &Path,
         extra_env: &[(&str, &str)],
+        wrapper: &[&str],
     ) -> TestBinary {
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = tokio::process::Command::new(program);
+                c.args(args).arg(BIN);
+                c
+            }
+            None => tokio::process::Command::new(BIN),
+        };
         cmd.arg("--data-dir")
             .arg(data_dir)
             .arg("--catalog-dir")

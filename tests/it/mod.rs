@@ -5,6 +5,7 @@ pub mod backup;
 pub mod bad_input;
 pub mod binary;
 pub mod cluster;
+pub mod contained_agents;
 pub mod egress;
 pub mod harness;
 pub mod hub_core;

@@ -1,4 +1,4 @@
-//! `process` agents: a local program per invocation, in its own process group.
+//! `process` agents: a local program per invocation, contained and confined.
 //!
 //! Protocol (DESIGN.md §4): the request is written to stdin as one JSON line
 //! (`{"requestId","agentId","capability","sessionId","parentId","attempt","input"}`) and stdin
@@ -9,37 +9,55 @@
 //!
 //! Limits: wall-clock timeout, a cap on stdout bytes, a working directory, and an environment
 //! that contains only `PATH`, the allow-listed variables, the agent's own `env` table and
-//! `A2A_REQUEST_ID`/`A2A_AGENT_ID`/`A2A_CAPABILITY`. Cancel, timeout and output overflow stop
-//! the whole process group: SIGTERM, then SIGKILL after a short grace; a dropped future kills
-//! the group at once.
+//! `A2A_REQUEST_ID`/`A2A_AGENT_ID`/`A2A_CAPABILITY`. What the process may do is set up in
+//! `sandbox.rs` (account, rlimits, no capabilities, `no_new_privs`); `contain.rs` keeps its
+//! whole process tree together (a cgroup, or /proc tracking) and `reaper.rs` registers it with
+//! the hub's orphan reaper.
+//!
+//! A request ends when the main process exits: whatever it left running is killed then.
+//! Cancel, timeout and output overflow first send SIGTERM to every process of the request,
+//! then, after a short grace, kill the whole tree (even children that called `setsid`); a
+//! dropped future kills it at once.
+
+mod contain;
+pub mod reaper;
+pub mod sandbox;
 
 use std::path::PathBuf;
-use std::process::Stdio;
+use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
+use nix::sys::resource::Resource;
+use nix::sys::signal::Signal;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
 use super::{ExecContext, ExecError, Executor, ExecutorEnv, OutputSink};
-use crate::model::{ProcessLimits, ProcessSpec};
+use crate::model::ProcessSpec;
+use contain::Containment;
+use sandbox::{Confinement, Identity};
 
 const DEFAULT_TIMEOUT_MS: u64 = 300_000;
 const DEFAULT_MAX_OUTPUT: u64 = 16 * 1024 * 1024;
 const TERM_GRACE: Duration = Duration::from_secs(2);
 const MAX_STDERR_LINE: usize = 4096;
+/// How often the process tree is walked while a request runs (without a cgroup).
+const TRACK_EVERY: Duration = Duration::from_millis(200);
 
 pub struct ProcessExecutor {
     program: PathBuf,
     args: Vec<String>,
-    cwd: PathBuf,
+    /// The configured working directory; `None`: the default (see [`Self::working_dir`]).
+    cwd: Option<PathBuf>,
+    work_dir: PathBuf,
     env: Vec<(String, String)>,
     timeout_ms: u64,
     max_output: u64,
-    limits: Option<ProcessLimits>,
+    limits: Vec<(Resource, u64)>,
+    identity: Option<Identity>,
+    cgroup: bool,
 }
 
 /// The working directory must stay inside the catalog or the state directory's `work/`.
@@ -69,37 +87,8 @@ fn confine(cwd: PathBuf, env: &ExecutorEnv) -> Result<PathBuf, String> {
     }
 }
 
-/// Applies rlimits and `no_new_privs` in the child between fork and exec.
-fn restrict(cmd: &mut Command, limits: Option<ProcessLimits>) {
-    use nix::sys::resource::{Resource, setrlimit};
-    let limits = limits.unwrap_or(ProcessLimits {
-        cpu_seconds: None,
-        memory_mb: None,
-        open_files: None,
-        processes: None,
-    });
-    let to_bytes = |mb: u64| mb.saturating_mul(1024 * 1024);
-    let set: [(Resource, Option<u64>); 4] = [
-        (Resource::RLIMIT_CPU, limits.cpu_seconds),
-        (Resource::RLIMIT_AS, limits.memory_mb.map(to_bytes)),
-        (Resource::RLIMIT_NOFILE, limits.open_files),
-        (Resource::RLIMIT_NPROC, limits.processes),
-    ];
-    // SAFETY: the closure runs in the forked child before exec. It only makes the
-    // async-signal-safe system calls setrlimit(2) and prctl(2) on values captured by copy; it
-    // does not allocate, lock or touch shared state.
-    #[allow(unsafe_code)]
-    unsafe {
-        cmd.pre_exec(move || {
-            for (resource, value) in set {
-                if let Some(v) = value {
-                    setrlimit(resource, v, v).map_err(std::io::Error::from)?;
-                }
-            }
-            nix::sys::prctl::set_no_new_privs().map_err(std::io::Error::from)?;
-            Ok(())
-        });
-    }
+fn absolute(p: PathBuf) -> PathBuf {
+    std::path::absolute(&p).unwrap_or(p)
 }
 
 impl ProcessExecutor {
@@ -112,14 +101,12 @@ impl ProcessExecutor {
         let program = PathBuf::from(program);
         // `./tool` and `dir/tool` resolve against the catalog; bare names use PATH.
         let program = if program.is_relative() && program.components().count() > 1 {
-            env.catalog_dir.join(program)
+            absolute(env.catalog_dir.join(program))
         } else {
             program
         };
-        let cwd = match spec.cwd {
-            Some(c) => confine(c, env)?,
-            None => env.work_dir.clone(),
-        };
+        let cwd = spec.cwd.map(|c| confine(c, env)).transpose()?.map(absolute);
+        let identity = sandbox::resolve_identity(spec.user.as_ref(), spec.group.as_ref())?;
         let mut vars = Vec::new();
         if let Ok(path) = std::env::var("PATH") {
             vars.push(("PATH".to_string(), path));
@@ -134,45 +121,80 @@ impl ProcessExecutor {
             program,
             args: argv.collect(),
             cwd,
+            work_dir: absolute(env.work_dir.clone()),
             env: vars,
             timeout_ms: spec.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS),
             max_output: spec.max_output_bytes.unwrap_or(DEFAULT_MAX_OUTPUT),
-            limits: spec.limits,
+            limits: sandbox::effective_limits(&env.process_limits, spec.limits.as_ref()),
+            identity,
+            cgroup: env.process_cgroup,
         })
+    }
+
+    /// The working directory of a run, created if missing: the configured one; else, for an
+    /// agent with its own account, a private `work/<agent id>/` owned by that account (mode
+    /// 0700); else the shared `work/`.
+    async fn working_dir(&self, agent_id: &str) -> Result<PathBuf, ExecError> {
+        let dir = match (&self.cwd, &self.identity) {
+            (Some(c), _) => c.clone(),
+            (None, Some(_)) => self.work_dir.join(agent_id),
+            (None, None) => self.work_dir.clone(),
+        };
+        let failed = |e: std::io::Error| {
+            ExecError::Failed(format!(
+                "cannot create the working directory {}: {e}",
+                dir.display()
+            ))
+        };
+        tokio::fs::create_dir_all(&dir).await.map_err(failed)?;
+        if let (None, Some(id)) = (&self.cwd, &self.identity) {
+            use std::os::unix::fs::PermissionsExt;
+            nix::unistd::chown(&dir, Some(id.uid), Some(id.gid)).map_err(|e| failed(e.into()))?;
+            tokio::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+                .await
+                .map_err(failed)?;
+        }
+        Ok(dir)
     }
 }
 
-/// Kills the process group when dropped (a dropped future, a panic, any early return).
-struct GroupGuard {
-    pgid: Option<Pid>,
-}
+/// The processes of a running request. Dropped (a dropped future, a panic, an early return),
+/// it kills them all at once.
+struct Contained(Option<Containment>);
 
-impl GroupGuard {
-    fn signal(&self, sig: Signal) {
-        if let Some(pgid) = self.pgid {
-            let _ = killpg(pgid, sig);
+impl Contained {
+    fn signal_all(&mut self, sig: Signal) {
+        if let Some(c) = &mut self.0 {
+            c.signal_all(sig);
+        }
+    }
+
+    fn track(&mut self) {
+        if let Some(c) = &mut self.0 {
+            c.track();
+        }
+    }
+
+    fn tracking(&self) -> bool {
+        self.0.as_ref().is_some_and(Containment::tracking)
+    }
+
+    /// Kills whatever is left of the request and waits until it is gone (off the runtime's
+    /// threads: it may wait a few milliseconds for processes to stop).
+    async fn finish(&mut self) {
+        if let Some(c) = self.0.take() {
+            let _ = tokio::task::spawn_blocking(move || drop(c)).await;
         }
     }
 }
 
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        self.signal(Signal::SIGKILL);
-    }
-}
-
-/// SIGTERM to the group, then SIGKILL if the leader has not exited within the grace period.
-async fn stop_group(child: &mut Child, guard: &GroupGuard) {
-    guard.signal(Signal::SIGTERM);
-    if tokio::time::timeout(TERM_GRACE, child.wait())
-        .await
-        .is_err()
-    {
-        guard.signal(Signal::SIGKILL);
-        let _ = child.wait().await;
-    }
-    // Children that ignored SIGTERM but outlived the leader.
-    guard.signal(Signal::SIGKILL);
+/// SIGTERM to every process of the request, then, once the main process has exited or the
+/// grace period is over, SIGKILL to all that is left.
+async fn stop(child: &mut Child, contained: &mut Contained) {
+    contained.signal_all(Signal::SIGTERM);
+    let _ = tokio::time::timeout(TERM_GRACE, child.wait()).await;
+    contained.finish().await;
+    let _ = child.wait().await;
 }
 
 enum Outcome {
@@ -188,15 +210,53 @@ impl Executor for ProcessExecutor {
         input: Value,
         out: OutputSink,
     ) -> Result<Value, ExecError> {
-        if let Err(e) = tokio::fs::create_dir_all(&self.cwd).await {
-            return Err(ExecError::Failed(format!(
-                "cannot create the working directory {}: {e}",
-                self.cwd.display()
-            )));
+        let cwd = self.working_dir(&ctx.agent_id).await?;
+        let cannot_start = |e: std::io::Error| {
+            ExecError::Failed(format!("cannot start {}: {e}", self.program.display()))
+        };
+        let mut containment = Containment::prepare(&ctx.request_id, ctx.attempt, self.cgroup);
+        let spawned = match self.spawn(&ctx, &cwd, containment.cgroup_procs().as_deref()) {
+            Err(e) if containment.cgroup_procs().is_some() => {
+                // Perhaps no right to move a process into the cgroup: without it, then.
+                containment.abandon_cgroup(&e);
+                self.spawn(&ctx, &cwd, None)
+            }
+            other => other,
+        };
+        let mut child = spawned.map_err(cannot_start)?;
+        let pid = child.id().map(|p| p as i32);
+        if let Some(pid) = pid {
+            containment.started(pid);
         }
+        // Declared after `child`, so on a dropped future it is dropped first: the tree is
+        // killed while its main process still holds it together (tokio's kill-on-drop of the
+        // main process alone would scatter its children).
+        let mut contained = Contained(Some(containment));
+        let result = self
+            .supervise(&ctx, input, &out, &mut child, &mut contained)
+            .await;
+        // Whatever the outcome, nothing of the request outlives it.
+        contained.finish().await;
+        if let Some(pid) = pid
+            && child.try_wait().ok().flatten().is_some()
+        {
+            reaper::forget(pid);
+        }
+        result
+    }
+}
+
+impl ProcessExecutor {
+    /// Starts the main process of a run (registered with the reaper), in `cgroup_procs`'s
+    /// cgroup when given: joining it is part of the start, so a started process is in it.
+    fn spawn(
+        &self,
+        ctx: &ExecContext,
+        cwd: &std::path::Path,
+        cgroup_procs: Option<&std::path::Path>,
+    ) -> std::io::Result<Child> {
         let mut cmd = Command::new(&self.program);
         cmd.args(&self.args)
-            .current_dir(&self.cwd)
             .env_clear()
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("A2A_REQUEST_ID", &ctx.request_id)
@@ -213,14 +273,26 @@ impl Executor for ProcessExecutor {
         if let Some(tp) = &ctx.traceparent {
             cmd.env("TRACEPARENT", tp);
         }
-        restrict(&mut cmd, self.limits.clone());
-        let mut child = cmd.spawn().map_err(|e| {
-            ExecError::Failed(format!("cannot start {}: {e}", self.program.display()))
-        })?;
-        let guard = GroupGuard {
-            pgid: child.id().map(|id| Pid::from_raw(id as i32)),
-        };
+        Confinement::new(
+            cgroup_procs,
+            cwd,
+            self.limits.clone(),
+            self.identity.clone(),
+        )?
+        .apply(&mut cmd);
+        reaper::spawn(&mut cmd)
+    }
 
+    /// Feeds the request in, streams the output out, and stops the processes on cancel,
+    /// timeout and overflow.
+    async fn supervise(
+        &self,
+        ctx: &ExecContext,
+        input: Value,
+        out: &OutputSink,
+        child: &mut Child,
+        contained: &mut Contained,
+    ) -> Result<Value, ExecError> {
         let request_line = serde_json::json!({
             "requestId": ctx.request_id,
             "agentId": ctx.agent_id,
@@ -263,8 +335,12 @@ impl Executor for ProcessExecutor {
         };
         let mut reader = BufReader::new(stdout);
         let deadline = tokio::time::Instant::now() + Duration::from_millis(self.timeout_ms);
+        let mut track = tokio::time::interval(TRACK_EVERY);
+        track.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let tracking = contained.tracking();
         let mut used: u64 = 0;
         let mut outcome: Option<Outcome> = None;
+        let mut exited: Option<ExitStatus> = None;
         let mut buf = Vec::new();
         loop {
             buf.clear();
@@ -273,18 +349,29 @@ impl Executor for ProcessExecutor {
             let read = tokio::select! {
                 r = limited.read_until(b'\n', &mut buf) => r,
                 _ = ctx.cancel.cancelled() => {
-                    stop_group(&mut child, &guard).await;
+                    stop(child, contained).await;
                     return Err(ExecError::Canceled);
                 }
                 _ = tokio::time::sleep_until(deadline) => {
-                    stop_group(&mut child, &guard).await;
+                    stop(child, contained).await;
                     return Err(ExecError::Timeout(self.timeout_ms));
+                }
+                status = child.wait(), if exited.is_none() => {
+                    // The main process is done: what it left running goes now, and the rest
+                    // of its output is read until the pipe closes.
+                    exited = Some(status.unwrap_or_default());
+                    contained.finish().await;
+                    continue;
+                }
+                _ = track.tick(), if tracking => {
+                    contained.track();
+                    continue;
                 }
             };
             let n = match read {
                 Ok(n) => n,
                 Err(e) => {
-                    stop_group(&mut child, &guard).await;
+                    stop(child, contained).await;
                     return Err(ExecError::Failed(format!(
                         "reading the agent's output failed: {e}"
                     )));
@@ -295,7 +382,7 @@ impl Executor for ProcessExecutor {
             }
             used += n as u64;
             if used > self.max_output {
-                stop_group(&mut child, &guard).await;
+                stop(child, contained).await;
                 return Err(ExecError::Failed(format!(
                     "the agent wrote more than {} bytes to stdout (max_output_bytes); it was stopped",
                     self.max_output
@@ -306,19 +393,14 @@ impl Executor for ProcessExecutor {
             if line.trim().is_empty() || outcome.is_some() {
                 continue;
             }
-            match serde_json::from_str::<Value>(line) {
+            let chunk = match serde_json::from_str::<Value>(line) {
                 Ok(Value::Object(obj)) => match obj.get("type").and_then(Value::as_str) {
-                    Some("chunk") => {
-                        let content = obj.get("content").cloned().unwrap_or(Value::Null);
-                        if !out.chunk(content).await {
-                            stop_group(&mut child, &guard).await;
-                            return Err(ExecError::Canceled);
-                        }
-                    }
+                    Some("chunk") => Some(obj.get("content").cloned().unwrap_or(Value::Null)),
                     Some("final") => {
                         outcome = Some(Outcome::Final(
                             obj.get("result").cloned().unwrap_or(Value::Null),
                         ));
+                        None
                     }
                     Some("error") => {
                         let msg = obj
@@ -326,36 +408,34 @@ impl Executor for ProcessExecutor {
                             .and_then(Value::as_str)
                             .unwrap_or("the agent reported an error without a message");
                         outcome = Some(Outcome::Error(msg.to_string()));
+                        None
                     }
-                    _ => {
-                        if !out.chunk(Value::String(line.to_string())).await {
-                            stop_group(&mut child, &guard).await;
-                            return Err(ExecError::Canceled);
-                        }
-                    }
+                    _ => Some(Value::String(line.to_string())),
                 },
-                _ => {
-                    if !out.chunk(Value::String(line.to_string())).await {
-                        stop_group(&mut child, &guard).await;
-                        return Err(ExecError::Canceled);
-                    }
-                }
+                _ => Some(Value::String(line.to_string())),
+            };
+            if let Some(content) = chunk
+                && !out.chunk(content).await
+            {
+                stop(child, contained).await;
+                return Err(ExecError::Canceled);
             }
         }
         // stdout closed: wait for the exit status within what is left of the deadline.
-        let status = tokio::select! {
-            s = child.wait() => s.ok(),
-            _ = ctx.cancel.cancelled() => {
-                stop_group(&mut child, &guard).await;
-                return Err(ExecError::Canceled);
-            }
-            _ = tokio::time::sleep_until(deadline) => {
-                stop_group(&mut child, &guard).await;
-                return Err(ExecError::Timeout(self.timeout_ms));
-            }
+        let status = match exited {
+            Some(s) => Some(s),
+            None => tokio::select! {
+                s = child.wait() => s.ok(),
+                _ = ctx.cancel.cancelled() => {
+                    stop(child, contained).await;
+                    return Err(ExecError::Canceled);
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    stop(child, contained).await;
+                    return Err(ExecError::Timeout(self.timeout_ms));
+                }
+            },
         };
-        // Leftover members of the group (background children) do not outlive the request.
-        guard.signal(Signal::SIGKILL);
         match outcome {
             Some(Outcome::Final(v)) => Ok(v),
             Some(Outcome::Error(m)) => Err(ExecError::Failed(m)),
