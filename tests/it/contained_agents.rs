@@ -559,14 +559,24 @@ async fn echo_delays_are_bounded_and_echo_is_off_in_production() {
             .filter_map(|a| a["id"].as_str().map(str::to_string))
             .collect()
     };
+    // Production mode requires a key from the start.
     let th = TestHub::start_with(&[("env", "production")]).await;
-    let (s, v) = get(&th.rest("/agents")).await;
+    let auth = format!("Bearer {}", super::security::key(&th, Role::Admin).await);
+    let (s, v, _) = http(
+        "GET",
+        &th.rest("/agents"),
+        None,
+        &[("authorization", &auth)],
+    )
+    .await;
     assert_eq!(s, 200, "{v}");
     assert!(!ids(&v).contains(&"echo".to_string()), "{v}");
-    let (s, v) = post(
+    let (s, v, _) = http(
+        "POST",
         &th.rest("/agents"),
-        json!({"id": "echo", "capabilities": [{"name": "chat"}],
-               "executor": {"kind": "builtin", "name": "echo"}}),
+        Some(json!({"id": "echo", "capabilities": [{"name": "chat"}],
+               "executor": {"kind": "builtin", "name": "echo"}})),
+        &[("authorization", &auth)],
     )
     .await;
     assert_eq!(s, 400, "{v}");
@@ -580,7 +590,8 @@ async fn echo_delays_are_bounded_and_echo_is_off_in_production() {
     th.stop().await;
 
     let th = TestHub::start_with(&[("env", "production"), ("builtin_echo", "on")]).await;
-    let (_, v) = get(&th.rest("/agents")).await;
+    let token = key(&th).await;
+    let (_, v) = call(&th, &token, "GET", "/agents", None).await;
     assert!(ids(&v).contains(&"echo".to_string()), "{v}");
     th.stop().await;
 }

@@ -377,7 +377,7 @@ async fn streams_end_when_their_key_is_revoked_or_expires() {
             let (s, v, _) = http(
                 "POST",
                 &url,
-                Some(json!({"input": echo_input("slow", 1, 600_000)})),
+                Some(json!({"input": echo_input("slow", 1, 60_000)})),
                 &[("authorization", bearer.as_str())],
             )
             .await;
@@ -482,7 +482,7 @@ async fn a2a_stream_ends_with_an_error_when_its_key_is_revoked() {
         .unwrap();
     let bearer = format!("Bearer {token}");
     let msg = json!({"messageId": message_id(), "role": "ROLE_USER",
-                     "parts": [{"text": "slow"}, {"data": {"chunks": 1, "delay_ms": 600000}}]});
+                     "parts": [{"text": "slow"}, {"data": {"chunks": 1, "delay_ms": 60000}}]});
     let mut s = Sse::open(
         "POST",
         &format!("http://{}/a2a/echo", th.api),
