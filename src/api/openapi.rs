@@ -35,6 +35,8 @@ pub struct ExtraOperation {
     pub description: &'static str,
     /// Success status and media type.
     pub success: (u16, &'static str),
+    /// The schema of the success body, where it is JSON the hub defines.
+    pub schema: Option<SchemaFn>,
 }
 
 const fn extra(
@@ -56,12 +58,22 @@ const fn extra(
         summary,
         description,
         success,
+        schema: None,
     }
 }
 
 const fn on_ops(mut op: ExtraOperation) -> ExtraOperation {
     op.ops_port = true;
     op
+}
+
+const fn with_schema(mut op: ExtraOperation, f: SchemaFn) -> ExtraOperation {
+    op.schema = Some(f);
+    op
+}
+
+fn schema<T: schemars::JsonSchema>(g: &mut SchemaGenerator) -> schemars::Schema {
+    g.subschema_for::<T>()
 }
 
 const fn public(mut op: ExtraOperation) -> ExtraOperation {
@@ -146,24 +158,30 @@ pub static EXTRA_OPERATIONS: &[ExtraOperation] = &[
         "Upgrade to a WebSocket (requestId and after in the query, or subscribe messages). Frames are JSON events like the data of GET /api/v1/requests/{id}/events; stored events are replayed first, then live ones. A key may also be given as token= in the query. Absent when ENABLE_STREAMING=false.",
         (101, JSON),
     ),
-    public(on_ops(extra(
-        "get",
-        "/healthz",
-        "healthz",
-        "operations",
-        "Liveness: {\"ok\":true,…} while the store answers",
-        "503 with ok=false when the store does not answer.",
-        (200, JSON),
-    ))),
-    public(on_ops(extra(
-        "get",
-        "/readyz",
-        "readyz",
-        "operations",
-        "Readiness: started and the store answers",
-        "{\"ready\",\"started\",\"store\"}; 503 until ready.",
-        (200, JSON),
-    ))),
+    with_schema(
+        public(on_ops(extra(
+            "get",
+            "/healthz",
+            "healthz",
+            "operations",
+            "Liveness: {\"ok\":true,…} while the store answers",
+            "503 with the same body and ok=false when the store does not answer.",
+            (200, JSON),
+        ))),
+        schema::<super::views::HealthView>,
+    ),
+    with_schema(
+        public(on_ops(extra(
+            "get",
+            "/readyz",
+            "readyz",
+            "operations",
+            "Readiness: started and the store answers",
+            "503 with the same body until ready.",
+            (200, JSON),
+        ))),
+        schema::<super::views::ReadyView>,
+    ),
     on_ops(extra(
         "get",
         "/metrics",
@@ -229,6 +247,12 @@ fn build() -> Value {
             .or_default()
             .insert(route.method.as_str().to_lowercase(), Value::Object(op));
     }
+    for x in EXTRA_OPERATIONS {
+        paths
+            .entry(x.path.to_string())
+            .or_default()
+            .insert(x.method.to_string(), extra_operation(x, &mut out));
+    }
     let mut schemas = out.take_definitions(true);
     let mut input_defs = input.take_definitions(true);
     // Query types are documented as their parameters, not as schemas.
@@ -269,12 +293,6 @@ fn build() -> Value {
         }
     }
     schemas.extend(input_defs);
-    for x in EXTRA_OPERATIONS {
-        paths
-            .entry(x.path.to_string())
-            .or_default()
-            .insert(x.method.to_string(), extra_operation(x));
-    }
     json!({
         "openapi": "3.1.0",
         "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
@@ -447,8 +465,12 @@ fn query_parameters(f: SchemaFn, input: &mut SchemaGenerator) -> Vec<Value> {
         .collect()
 }
 
-fn extra_operation(x: &ExtraOperation) -> Value {
+fn extra_operation(x: &ExtraOperation, out: &mut SchemaGenerator) -> Value {
     let (status, mime) = x.success;
+    let media = match x.schema {
+        Some(f) => json!({"schema": f(out).to_value()}),
+        None => json!({}),
+    };
     let mut description = x.description.to_string();
     if x.ops_port {
         description.push_str(OPS_NOTE);
@@ -459,7 +481,7 @@ fn extra_operation(x: &ExtraOperation) -> Value {
         "description": description,
         "tags": [x.tag],
         "responses": {
-            status.to_string(): {"description": status_text(status), "content": {mime: {}}},
+            status.to_string(): {"description": status_text(status), "content": {mime: media}},
             "4XX": {"$ref": "#/components/responses/Error"},
             "5XX": {"$ref": "#/components/responses/Error"},
         },

@@ -352,6 +352,14 @@ async fn real_answers_of_every_rest_operation_match_the_documented_schemas() {
     sessions(&mut c).await;
     admin(&mut c, &rid).await;
 
+    // The ops port's JSON answers have documented schemas too.
+    for path in ["/healthz", "/readyz"] {
+        let (s, v) = get(&th.ops_url(path)).await;
+        assert_eq!(s, 200, "{path}: {v}");
+        let schema = c.schema("get", path, 200, "application/json");
+        c.validate(path, schema, &v);
+    }
+
     // Every operation but the event stream (checked apart) answered 2xx and validated.
     let mut missing: BTreeSet<_> = pairs(REST_OPERATIONS);
     missing.retain(|op| !c.checked.contains(op));

@@ -441,3 +441,74 @@ pub struct DecisionBody {
     #[serde(default)]
     pub expires_in: Option<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    //! Until MCP renders through these views (fd-mcp, issue 11), the policy records keep their
+    //! `view()` JSON for it; both must stay byte-identical.
+    use super::*;
+    use crate::api::views::to_json;
+    use crate::model::{Principal, Role};
+    use crate::policy::audit::Outcome;
+    use crate::policy::grants::RequestStatus;
+
+    const NOW: i64 = 1_800_000_000_000;
+
+    #[test]
+    fn views_equal_the_policy_renderers_mcp_still_uses() {
+        for (expires, revoked) in [
+            (None, None),
+            (Some(NOW - 1), None),
+            (Some(NOW + 9), Some(NOW)),
+        ] {
+            let k = ApiKeyRecord {
+                id: "0123456789ab".into(),
+                hash: "h".into(),
+                role: Role::Operator,
+                label: "ops".into(),
+                created_at: NOW - 5,
+                expires_at: expires,
+                revoked_at: revoked,
+                created_by: "local".into(),
+            };
+            assert_eq!(to_json(&KeyView::at(&k, NOW)), k.view(NOW));
+            let g = GrantRecord {
+                id: "g1".into(),
+                agent_id: "echo".into(),
+                permission: "agent:invoke:*".into(),
+                delegable: revoked.is_some(),
+                granted_by: "local".into(),
+                created_at: NOW - 5,
+                expires_at: expires,
+                revoked_at: revoked,
+                revoked_by: revoked.map(|_| "admin".into()),
+                request_id: expires.map(|_| "r1".into()),
+            };
+            assert_eq!(to_json(&GrantView::at(&g, NOW)), g.view(NOW));
+        }
+        for status in [RequestStatus::Pending, RequestStatus::Approved] {
+            let decided = status == RequestStatus::Approved;
+            let r = PermissionRequestRecord {
+                id: "r1".into(),
+                agent_id: "echo".into(),
+                permission: "agent:invoke:x".into(),
+                reason: "why".into(),
+                requested_by: "k1".into(),
+                created_at: NOW,
+                status,
+                decided_by: decided.then(|| "admin".into()),
+                decided_at: decided.then_some(NOW + 1),
+                grant_id: decided.then(|| "g1".into()),
+            };
+            assert_eq!(to_json(&PermissionRequestView::from(&r)), r.view());
+        }
+        let a = AuditRecord::new(
+            &Principal::new("local", Role::Admin),
+            "agent.deploy",
+            "echo",
+            Outcome::Denied,
+            "detail",
+        );
+        assert_eq!(to_json(&AuditEntryView::from(&a)), a.view());
+    }
+}

@@ -16,11 +16,13 @@
 
 mod admin;
 mod agents;
+mod ops;
 mod requests;
 mod sessions;
 
 pub use admin::*;
 pub use agents::*;
+pub use ops::*;
 pub use requests::*;
 pub use sessions::*;
 
