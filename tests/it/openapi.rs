@@ -486,7 +486,7 @@ async fn requests(c: &mut Checker, th: &TestHub) -> String {
         .call(
             "get",
             "/api/v1/requests",
-            "/api/v1/requests?limit=1",
+            "/api/v1/requests?limit=500&limit=1",
             None,
             200,
         )

@@ -55,10 +55,17 @@ pub(crate) struct Call {
 }
 
 impl Call {
-    /// The query string as `T` (unknown parameters are ignored).
+    /// The query string as `T` (string fields; unknown parameters are ignored, a repeated
+    /// one counts once with its last value).
     pub fn query<T: DeserializeOwned>(&self) -> HubResult<T> {
-        serde_urlencoded::from_str(&self.query)
-            .map_err(|_| HubError::new(ErrorCode::InvalidParams, "the query string is not valid"))
+        let invalid = || HubError::new(ErrorCode::InvalidParams, "the query string is not valid");
+        let pairs: Vec<(String, String)> =
+            serde_urlencoded::from_str(&self.query).map_err(|_| invalid())?;
+        let map: serde_json::Map<String, serde_json::Value> = pairs
+            .into_iter()
+            .map(|(k, v)| (k, serde_json::Value::String(v)))
+            .collect();
+        serde_json::from_value(serde_json::Value::Object(map)).map_err(|_| invalid())
     }
 
     /// The body as `T` (a JSON object; empty counts as `{}`).
