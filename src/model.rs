@@ -75,7 +75,9 @@ pub fn validate_agent_id(id: &str) -> HubResult<()> {
 // Agents
 
 /// What to do with a request that was `running` when the server stopped unexpectedly.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum InterruptPolicy {
     /// Mark it `error` with "interrupted by restart" (the default: the agent may have had
@@ -87,7 +89,7 @@ pub enum InterruptPolicy {
 }
 
 /// One invocable capability of an agent.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Capability {
     pub name: String,
@@ -106,7 +108,7 @@ fn default_object_schema() -> Value {
 }
 
 /// How an agent is executed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum ExecutorSpec {
     /// A helper compiled into the binary (`echo`, ...).
@@ -128,7 +130,7 @@ impl ExecutorSpec {
 }
 
 /// Settings of a `process` agent. The command is an argv vector, never a shell string.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProcessSpec {
     /// Program and arguments. A relative program path resolves against the catalog directory.
@@ -163,7 +165,7 @@ pub struct ProcessSpec {
 }
 
 /// A user or group account: a name, or a numeric id.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum AccountRef {
     Id(u32),
@@ -180,7 +182,7 @@ impl std::fmt::Display for AccountRef {
 }
 
 /// rlimits of a process agent; each is optional.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProcessLimits {
     /// CPU time in seconds (RLIMIT_CPU); the kernel kills the process past it.
@@ -198,7 +200,7 @@ pub struct ProcessLimits {
 }
 
 /// Settings of an `a2a` agent: a remote A2A agent reached over JSON-RPC.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct A2aSpec {
     /// The remote agent's Agent Card URL, or its base URL (the card is then read from
@@ -215,7 +217,7 @@ pub struct A2aSpec {
 }
 
 /// An agent definition, as in the catalog and the deploy API.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgentSpec {
     pub id: String,

@@ -914,14 +914,14 @@ impl McpServer {
                 Ok(_) => hub
                     .create_backup(&p)
                     .await
-                    .map(|s| crate::backup::info_view(&s)),
+                    .map(|s| super::views::to_json(&super::views::BackupView::from(&s))),
                 Err(e) => Err(e),
             },
             "list_backups" => match parse::<ListBackupsArgs>(name, args) {
                 Ok(a) => hub
                     .list_backups(&p, a.verify)
                     .await
-                    .map(|b| json!({ "backups": b })),
+                    .map(|b| json!({ "backups": b.iter().map(super::views::BackupView::from).collect::<Vec<_>>() })),
                 Err(e) => Err(e),
             },
             "get_audit_log" => match parse::<AuditArgs>(name, args) {

@@ -3,7 +3,9 @@
 //! - `a2a`: A2A JSON-RPC at `/a2a/{agentId}` (and `/a2a`), Agent Cards, SSE task streams.
 //! - `mcp`: the MCP server (rmcp), on stdio and on Streamable HTTP at `/mcp`.
 //! - `ws`: WebSocket streams at `/stream`.
-//! - `rest`: JSON REST at `/api/v1` (with SSE event streams).
+//! - `rest`: JSON REST at `/api/v1` (with SSE event streams), table-driven (`rest::ROUTES`).
+//! - `openapi`: the OpenAPI 3.1 document, generated from the REST table and the views.
+//! - `views`: the typed JSON shapes (responses and request bodies) every transport renders.
 //! - `ops`: `/healthz`, `/readyz`, `/metrics`, `/api/agent?action=status` on the ops port.
 //!
 //! Shared here: the [`ApiContext`] every adapter gets, principal resolution and the helpers
@@ -11,10 +13,11 @@
 //! it belongs in the hub.
 
 pub mod a2a;
-pub mod admin;
 pub mod mcp;
+pub mod openapi;
 pub mod ops;
 pub mod rest;
+pub mod views;
 pub mod ws;
 
 use std::sync::Arc;
@@ -25,7 +28,7 @@ use serde_json::Value;
 use crate::config::Config;
 use crate::error::HubResult;
 use crate::hub::Hub;
-use crate::model::{Event, EventKind, Principal, RequestRecord};
+use crate::model::{Event, Principal, RequestRecord};
 
 /// What every adapter gets: the hub handle and the few settings transports need.
 pub struct ApiContext {
@@ -139,91 +142,42 @@ pub fn req_ctx(
     })
 }
 
-/// The invocation summary every transport returns.
+/// The invocation summary every transport returns ([`views::RequestView`] as JSON).
 pub fn invocation_view(ctx: &ApiContext, rec: &RequestRecord) -> Value {
-    let mut v = crate::hub::request_view(rec);
-    if let Value::Object(m) = &mut v {
-        m.insert(
-            "streamUrl".into(),
-            ctx.stream_url(&rec.id).map_or(Value::Null, Value::String),
-        );
-    }
-    v
+    views::to_json(&ctx.request_view(rec))
 }
 
-/// Follows a request until it ends or `timeout` passes, handing every chunk to `on_chunk`.
-/// Returns the latest record and whether it is terminal.
+impl ApiContext {
+    /// The typed view of a request, with the stream URL of this listener.
+    pub fn request_view(&self, rec: &RequestRecord) -> views::RequestView {
+        views::RequestView::new(rec, self.stream_url(&rec.id))
+    }
+}
+
+/// [`Hub::wait`] as `(record, finished)`, for the adapters that still call it this way.
 pub async fn wait_for<F, Fut>(
     hub: &Hub,
     principal: &Principal,
     request_id: &str,
     timeout: Duration,
-    mut on_chunk: F,
+    on_chunk: F,
 ) -> HubResult<(RequestRecord, bool)>
 where
     F: FnMut(Arc<Event>) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
-    let timeout = timeout.min(hub.config().max_wait);
-    let mut stream = hub.subscribe(principal, request_id, 0).await?;
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        match tokio::time::timeout_at(deadline, stream.next()).await {
-            Ok(Some(Ok(ev))) => {
-                if matches!(ev.kind, EventKind::Chunk(_)) {
-                    on_chunk(ev).await;
-                }
-            }
-            Ok(Some(Err(e))) => return Err(e),
-            Ok(None) | Err(_) => break,
-        }
-    }
-    drop(stream);
-    let rec = hub.get_status(principal, request_id).await?;
-    let terminal = rec.state.is_terminal();
-    Ok((rec, terminal))
+    let w = hub.wait(principal, request_id, timeout, on_chunk).await?;
+    Ok((w.record, w.finished))
 }
 
-/// The JSON view of an agent shared by every transport. `detailed` adds schemas and the
-/// full definition, with secret values (process `env`, a2a `headers`) shown as `***` for
-/// every role ([`crate::redact`]); the definition can be deployed back as it is.
+/// The JSON view of an agent shared by every transport ([`views::AgentView`]). `detailed`
+/// adds schemas and the full definition, with secret values shown as `***`.
 pub fn agent_view(a: &crate::hub::AgentEntry, detailed: bool) -> Value {
-    let caps: Vec<Value> = a
-        .spec
-        .capabilities
-        .iter()
-        .map(|c| {
-            let mut v = serde_json::json!({"name": c.name, "description": c.description});
-            if detailed && let Value::Object(m) = &mut v {
-                m.insert("inputSchema".into(), c.input_schema.clone());
-                if let Some(o) = &c.output_schema {
-                    m.insert("outputSchema".into(), o.clone());
-                }
-            }
-            v
-        })
-        .collect();
-    let mut v = serde_json::json!({
-        "id": a.spec.id,
-        "name": a.spec.display_name(),
-        "version": a.spec.version,
-        "description": a.spec.description,
-        "category": a.spec.category,
-        "tags": a.spec.tags,
-        "enabled": a.spec.enabled,
-        "executor": a.spec.executor.kind(),
-        "capabilities": caps,
-        "source": match a.source {
-            crate::model::AgentSource::Catalog => "catalog",
-            crate::model::AgentSource::Runtime => "runtime",
-        },
-    });
-    if detailed && let Value::Object(m) = &mut v {
-        let def =
-            serde_json::to_value(crate::redact::redacted_spec(&a.spec)).unwrap_or(Value::Null);
-        m.insert("definition".into(), def);
+    if detailed {
+        views::to_json(&views::AgentView::detailed(a))
+    } else {
+        views::to_json(&views::AgentView::summary(a))
     }
-    v
 }
 
 /// The token of an `Authorization: Bearer …` header.
@@ -342,16 +296,9 @@ pub fn json_response(status: http::StatusCode, v: &Value) -> warp::reply::Respon
     resp
 }
 
-/// The JSON view of a session shared by every transport.
+/// The JSON view of a session shared by every transport ([`views::SessionView`]).
 pub fn session_view(s: &crate::model::SessionRecord) -> Value {
-    serde_json::json!({
-        "sessionId": s.id,
-        "open": s.closed_at.is_none(),
-        "agentId": s.agent_id,
-        "createdAt": crate::model::rfc3339(s.created_at),
-        "closedAt": s.closed_at.map(crate::model::rfc3339),
-        "metadata": serde_json::from_str::<Value>(&s.metadata).unwrap_or(Value::Null),
-    })
+    views::to_json(&views::SessionView::from(s))
 }
 
 /// A hub answer as an HTTP response: `ok` status with the JSON, or the error's.

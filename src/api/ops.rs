@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use warp::Filter;
 use warp::filters::BoxedFilter;
 
-use super::{ApiContext, agent_view, bearer, json_response};
+use super::{ApiContext, agent_view, bearer, json_response, views};
 use crate::metrics;
 use crate::policy::keys::hash_token;
 
@@ -122,20 +122,10 @@ async fn healthz(ctx: Arc<ApiContext>) -> warp::reply::Response {
     metrics::HEALTH_CHECKS
         .with_label_values(&["healthz", if ok { "ok" } else { "fail" }])
         .inc();
-    let body = json!({
-        "ok": ok,
-        "status": if ok { "ok" } else { "store unavailable" },
-        "version": env!("CARGO_PKG_VERSION"),
-        "uptimeSeconds": stats.uptime_seconds,
-        "queued": stats.queued,
-        "running": stats.running,
-        "agents": stats.agents_enabled,
-        "store": {
-            "backend": stats.store_backend,
-            "ok": ok,
-            "error": store.err().map(|e| e.message),
-        },
-    });
+    let body = views::to_json(&views::HealthView::new(
+        &stats,
+        store.map_err(|e| e.message),
+    ));
     json_response(
         if ok {
             StatusCode::OK
@@ -159,7 +149,11 @@ async fn readyz(ctx: Arc<ApiContext>) -> warp::reply::Response {
         } else {
             StatusCode::SERVICE_UNAVAILABLE
         },
-        &json!({ "ready": ready, "started": started, "store": store_ok }),
+        &views::to_json(&views::ReadyView {
+            ready,
+            started,
+            store: store_ok,
+        }),
     )
 }
 

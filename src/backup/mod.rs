@@ -520,18 +520,13 @@ pub fn prune(
     Ok(gone)
 }
 
-/// A snapshot's manifest as JSON for the API and CLI.
-pub fn info_view(s: &SnapshotInfo) -> serde_json::Value {
-    serde_json::json!({
-        "path": s.path.display().to_string(),
-        "file": s.path.file_name().map(|n| n.to_string_lossy().to_string()),
-        "sizeBytes": s.size,
-        "createdAt": s.manifest.created_at,
-        "sourceBackend": s.manifest.source_backend,
-        "productVersion": s.manifest.product_version,
-        "schemaVersion": s.manifest.schema_version,
-        "formatVersion": s.manifest.format_version,
-        "counts": s.manifest.counts,
-        "records": s.manifest.records,
-    })
+/// One file of a backup directory as the hub lists it: the snapshot (or why its manifest is
+/// unreadable) and, when asked for, the result of a complete check. The API renders it as
+/// `api::views::BackupView`.
+#[derive(Debug, Clone)]
+pub struct BackupListing {
+    pub path: PathBuf,
+    pub snapshot: Result<SnapshotInfo, String>,
+    /// `Some` when the listing was asked to verify: `Err` says why the check failed.
+    pub verified: Option<Result<(), String>>,
 }

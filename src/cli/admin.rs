@@ -238,7 +238,9 @@ pub async fn keys(config: Config, cmd: KeysCommand) -> Exit {
             Ok(keys) => {
                 let now = now_ms();
                 for k in keys {
-                    print_key(&k.view(now));
+                    print_key(&crate::api::views::to_json(
+                        &crate::api::views::KeyView::at(&k, now),
+                    ));
                 }
                 Ok(())
             }
@@ -325,7 +327,13 @@ pub async fn audit(config: Config, cmd: AuditCommand) -> Exit {
         Target::Local(hub) => hub
             .list_audit(&local_admin(), after.as_deref(), limit)
             .await
-            .map(|es| es.iter().map(|e| e.view()).collect())
+            .map(|es| {
+                es.iter()
+                    .map(|e| {
+                        crate::api::views::to_json(&crate::api::views::AuditEntryView::from(e))
+                    })
+                    .collect()
+            })
             .map_err(|e| e.message),
         Target::Remote { base, token } => {
             let mut url = format!("{base}/api/v1/admin/audit?limit={limit}");

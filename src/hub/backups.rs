@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use super::Hub;
-use crate::backup::{self, SnapshotInfo};
+use crate::backup::{self, BackupListing, SnapshotInfo};
 use crate::error::{ErrorCode, HubError, HubResult};
 use crate::metrics;
 use crate::model::{Principal, now_ms, rfc3339};
@@ -31,34 +31,28 @@ impl Hub {
     }
 
     /// Snapshots in the backup directory (`verify`: check each completely).
-    pub async fn list_backups(
-        &self,
-        p: &Principal,
-        verify: bool,
-    ) -> HubResult<Vec<serde_json::Value>> {
+    pub async fn list_backups(&self, p: &Principal, verify: bool) -> HubResult<Vec<BackupListing>> {
         self.authorize(p, Action::Backup).await?;
         let dir = self.inner.cfg.backup_dir.clone();
-        tokio::task::spawn_blocking(move || -> HubResult<Vec<serde_json::Value>> {
+        tokio::task::spawn_blocking(move || -> HubResult<Vec<BackupListing>> {
             let list = backup::list(&dir).map_err(HubError::internal)?;
             Ok(list
                 .into_iter()
                 .map(|item| match item {
-                    Ok(s) => {
-                        let mut v = backup::info_view(&s);
-                        if verify {
-                            let ok = backup::verify(&s.path);
-                            v["verified"] = serde_json::json!(ok.is_ok());
-                            if let Err(e) = ok {
-                                v["error"] = serde_json::json!(e.to_string());
-                            }
-                        }
-                        v
-                    }
-                    Err((path, err)) => serde_json::json!({
-                        "path": path.display().to_string(),
-                        "verified": false,
-                        "error": err,
-                    }),
+                    Ok(s) => BackupListing {
+                        path: s.path.clone(),
+                        verified: verify.then(|| {
+                            backup::verify(&s.path)
+                                .map(|_| ())
+                                .map_err(|e| e.to_string())
+                        }),
+                        snapshot: Ok(s),
+                    },
+                    Err((path, err)) => BackupListing {
+                        path,
+                        snapshot: Err(err),
+                        verified: None,
+                    },
                 })
                 .collect())
         })

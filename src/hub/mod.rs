@@ -22,6 +22,7 @@ mod scheduler;
 pub mod security;
 mod stream;
 mod sweeper;
+mod wait;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -39,12 +40,13 @@ pub use key_guard::KeyGuard;
 pub use registry::AgentEntry;
 pub use security::AuthStatus;
 pub use stream::EventStream;
+pub use wait::Waited;
 
 use crate::bus::Bus;
 use crate::catalog::Catalog;
 use crate::error::{ErrorCode, HubError, HubResult};
 use crate::executor::ExecutorEnv;
-use crate::model::{AgentSpec, Principal, RequestRecord, SessionRecord, now_ms, rfc3339};
+use crate::model::{AgentSpec, Principal, RequestRecord, SessionRecord, now_ms};
 use crate::policy::Action;
 use crate::policy::audit::Outcome;
 use crate::store::{DynStore, Op, StoreCounts};
@@ -708,38 +710,6 @@ impl Hub {
             tracing::error!("closing the store failed: {e}");
         }
     }
-}
-
-/// The JSON view of a request shared by every transport.
-pub fn request_view(rec: &RequestRecord) -> Value {
-    let parse = |s: &Option<String>| {
-        s.as_deref()
-            .map(|t| serde_json::from_str::<Value>(t).unwrap_or(Value::Null))
-    };
-    let mut v = json!({
-        "requestId": rec.id,
-        "agentId": rec.agent_id,
-        "capability": rec.capability,
-        "status": rec.state.as_str(),
-        "sessionId": rec.session_id,
-        "parentId": rec.parent_id,
-        "createdAt": rfc3339(rec.created_at),
-        "startedAt": rec.started_at.map(rfc3339),
-        "finishedAt": rec.finished_at.map(rfc3339),
-        "attempts": rec.attempts,
-    });
-    if let Value::Object(m) = &mut v {
-        if let Some(r) = parse(&rec.result) {
-            m.insert("result".into(), r);
-        }
-        if let Some(e) = &rec.error {
-            m.insert("error".into(), Value::String(e.clone()));
-        }
-        if let Some(k) = &rec.idempotency_key {
-            m.insert("idempotencyKey".into(), Value::String(k.clone()));
-        }
-    }
-    v
 }
 
 fn agent_not_found(id: &str) -> HubError {

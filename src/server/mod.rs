@@ -144,8 +144,6 @@ fn api_filter(ctx: Arc<ApiContext>) -> warp::filters::BoxedFilter<(warp::reply::
     let rest = api::a2a::routes(ctx.clone())
         .or(api::rest::routes(ctx.clone()))
         .unify()
-        .or(api::admin::routes(ctx.clone()))
-        .unify()
         .boxed();
     let routes = if ctx.config.enable_streaming {
         api::ws::routes(ctx.clone()).or(rest).unify().boxed()
