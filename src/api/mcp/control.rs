@@ -19,12 +19,6 @@ use super::compat;
 use super::{Call, Handler, TOOLS, tool_for_action};
 use crate::error::{ErrorCode, ErrorKind, HubError, HubResult};
 
-pub use compat::{
-    APPROVE_PERMISSION, CANCEL, CLOSE_SESSION, DEPLOY_AGENT, DISABLE_AGENT, ENABLE_AGENT,
-    GET_PERMISSIONS, GET_STATS, GET_STATUS, GRANT_PERMISSION, LIST_AGENTS, OPEN_SESSION,
-    REMOVE_AGENT, REQUEST_PERMISSION, REVOKE_PERMISSION, UPDATE_AGENT,
-};
-
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentControlArgs {
