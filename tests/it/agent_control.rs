@@ -216,6 +216,52 @@ async fn open_session_keeps_the_given_session_id() {
 }
 
 #[tokio::test]
+async fn a_chosen_session_id_belongs_to_who_opened_it() {
+    let th = TestHub::start_with(&[("auth", "required")]).await;
+    let alice = key(&th, Role::Invoker).await;
+    let bob = key(&th, Role::Invoker).await;
+    let d = data(
+        &ctl(
+            &th,
+            Some(&alice),
+            json!({"action": "open_session", "sessionId": "mine"}),
+        )
+        .await,
+    );
+    assert_eq!(d["sessionId"], "mine");
+    let e = failure(
+        &ctl(
+            &th,
+            Some(&bob),
+            json!({"action": "open_session", "sessionId": "mine"}),
+        )
+        .await,
+    );
+    assert_eq!(e["code"], "ERR_BAD_REQUEST", "{e}");
+    assert!(e["message"].as_str().unwrap().contains("taken"), "{e}");
+    // Arguments may also come under `params`.
+    let d = data(
+        &ctl(
+            &th,
+            Some(&alice),
+            json!({"action": "close_session", "params": {"sessionId": "mine"}}),
+        )
+        .await,
+    );
+    assert_eq!(d["closed"], true, "{d}");
+    let e = failure(
+        &ctl(
+            &th,
+            Some(&alice),
+            json!({"action": "open_session", "sessionId": "mine"}),
+        )
+        .await,
+    );
+    assert_eq!(e["reason"], "session_closed", "{e}");
+    th.stop().await;
+}
+
+#[tokio::test]
 async fn close_session_closes_it() {
     let th = TestHub::start().await;
     ok(
