@@ -1,8 +1,8 @@
 //! `agent_control`, the original A2A MCP server's tool: every action with the original
 //! server's argument names over a real MCP connection, its `{ok, data}` envelope, the
-//! refusals of the roles and the actions that are not supported here. (The permission actions
-//! are in `agent_control_grants.rs`.) (The round trip of
-//! `describe_agent` into `deploy_agent` and the output schemas are in `mcp.rs`.)
+//! refusals of the roles and the actions that are not supported here. The permission actions
+//! are in `agent_control_grants.rs`; the round trip of `describe_agent` into `deploy_agent`
+//! and the output schemas in `mcp.rs`.
 
 use std::time::Duration;
 
