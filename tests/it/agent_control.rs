@@ -680,6 +680,18 @@ async fn roles_are_checked_as_for_the_tools() {
         // Nothing was deployed.
         assert!(th.hub.agent("role-x").is_err());
     }
+    // deploy_batch's refusal is audited like the tools' (as an agents.write denial).
+    let admin = a2a_mcp::model::Principal::new("local", Role::Admin);
+    let audit = th.hub.list_audit(&admin, None, 1000).await.unwrap();
+    let denied = audit
+        .iter()
+        .map(|e| e.view())
+        .filter(|v| v["action"] == "agents.write" && v["outcome"] == "denied")
+        .count();
+    assert_eq!(
+        denied, 4,
+        "the four agents.write refusals above, deploy_batch included"
+    );
     // What a role may do, it may do through agent_control too.
     let d = data(
         &ctl(

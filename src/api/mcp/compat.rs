@@ -165,9 +165,9 @@ pub struct BatchArgs {
 }
 
 async fn deploy_batch(c: &Call<'_>, a: BatchArgs) -> HubResult<Value> {
-    // The same role as deploy_agent, checked once: a caller who may not deploy gets that
-    // answer, not a batch of failures.
-    crate::policy::require(&c.p, Action::AgentsWrite)?;
+    // The same role check as deploy_agent (audited the same way), once: a caller who may not
+    // deploy gets that answer, not a batch of failures.
+    c.hub().authorize(&c.p, Action::AgentsWrite).await?;
     let (mut ok, mut errors, mut ids) = (0u64, Vec::new(), Vec::new());
     for agent in a.agents {
         let id = agent
