@@ -16,6 +16,7 @@ mod backups;
 mod cluster;
 mod invoke;
 mod key_guard;
+mod named_session;
 pub mod push;
 pub mod registry;
 mod scheduler;

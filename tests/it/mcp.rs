@@ -1,11 +1,15 @@
 //! MCP: the official conformance suite, the official Python client over HTTP and stdio in
-//! both eras, and the HTTP status mapping of the Streamable HTTP endpoint.
+//! both eras, the HTTP status mapping of the Streamable HTTP endpoint, the round trip of
+//! `describe_agent` into `deploy_agent`, and every tool's result against its declared
+//! output schema.
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use super::agent_control::{call, descriptor, ok};
 use super::harness::*;
+use super::security::mcp;
 
 async fn conformance(revision: &str) {
     let th = TestHub::start().await;
@@ -299,4 +303,152 @@ async fn stdio_writes_only_protocol_to_stdout_and_exits_on_eof() {
     assert!(status.success(), "{status}");
     // Nothing else was written to stdout.
     assert!(out.next_line().await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn describe_agent_output_deploys_back_as_shown() {
+    let th = TestHub::start().await;
+    ok(
+        &th,
+        json!({"action": "deploy_agent", "agent": descriptor("round", &["r"], "trip")}),
+    )
+    .await;
+    let t = |v: Value| v["structuredContent"].clone();
+    let before = t(call(&th, None, "describe_agent", json!({"agentId": "round"})).await);
+    assert!(
+        before["capabilities"][0]["inputSchema"].is_object(),
+        "{before}"
+    );
+    // The whole view, as shown, through the tool and through agent_control.
+    let r = call(
+        &th,
+        None,
+        "deploy_agent",
+        json!({"agent": before, "replace": true}),
+    )
+    .await;
+    assert_ne!(r["isError"], true, "{r}");
+    let after = t(call(&th, None, "describe_agent", json!({"agentId": "round"})).await);
+    assert_eq!(after, before);
+    ok(&th, json!({"action": "deploy_agent", "agent": after})).await;
+    assert_eq!(
+        t(call(&th, None, "describe_agent", json!({"agentId": "round"})).await),
+        before
+    );
+    // An edit of the shown view is what gets deployed.
+    let mut edited = before.clone();
+    edited["description"] = json!("edited");
+    edited["capabilities"][0]["inputSchema"] =
+        json!({"type": "object", "required": ["messages", "extra"]});
+    let r = call(
+        &th,
+        None,
+        "deploy_agent",
+        json!({"agent": edited, "replace": true}),
+    )
+    .await;
+    assert_ne!(r["isError"], true, "{r}");
+    let now = t(call(&th, None, "describe_agent", json!({"agentId": "round"})).await);
+    assert_eq!(now["description"], "edited");
+    assert_eq!(
+        now["capabilities"][0]["inputSchema"]["required"],
+        json!(["messages", "extra"])
+    );
+    assert_eq!(
+        now["definition"]["capabilities"][0]["input_schema"]["required"],
+        json!(["messages", "extra"])
+    );
+    // The old input shape (a catalog definition, snake_case) still deploys.
+    let r = call(
+        &th,
+        None,
+        "deploy_agent",
+        json!({"agent": before["definition"], "replace": true}),
+    )
+    .await;
+    assert_ne!(r["isError"], true, "{r}");
+    th.stop().await;
+}
+
+#[tokio::test]
+async fn tool_results_match_their_output_schemas() {
+    let th = TestHub::start().await;
+    let (_, list) = mcp(&th.mcp_url(), None, "tools/list", json!({})).await;
+    let tools = list["result"]["tools"].as_array().unwrap().clone();
+    let schema =
+        |name: &str| tools.iter().find(|t| t["name"] == name).unwrap()["outputSchema"].clone();
+    let session = call(&th, None, "open_session", json!({})).await;
+    let sid = session["structuredContent"]["sessionId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let inv = call(
+        &th,
+        None,
+        "invoke_agent",
+        json!({"agentId": "echo", "input": echo_input("s", 1, 0), "sessionId": sid, "wait": true}),
+    )
+    .await;
+    let rid = inv["structuredContent"]["requestId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let g = call(
+        &th,
+        None,
+        "grant_permission",
+        json!({"agentId": "echo", "permission": "agent:invoke:x"}),
+    )
+    .await;
+    let gid = g["structuredContent"]["grantId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let calls = [
+        ("list_agents", json!({})),
+        ("describe_agent", json!({"agentId": "echo"})),
+        (
+            "get_status",
+            json!({"requestId": rid, "includeEvents": true}),
+        ),
+        (
+            "handoff",
+            json!({"parentRequestId": rid, "agentId": "echo", "input": echo_input("h", 1, 0)}),
+        ),
+        ("get_stats", json!({})),
+        (
+            "request_permission",
+            json!({"agentId": "echo", "permission": "agent:invoke:y"}),
+        ),
+        ("get_permissions", json!({})),
+        ("revoke_permission", json!({"grantId": gid})),
+        ("list_api_keys", json!({})),
+        ("get_audit_log", json!({"limit": 5})),
+        ("list_backups", json!({})),
+        ("create_backup", json!({})),
+        ("disable_agent", json!({"agentId": "echo"})),
+        ("enable_agent", json!({"agentId": "echo"})),
+        ("close_session", json!({"sessionId": sid})),
+        ("agent_control", json!({"action": "get_stats"})),
+        ("agent_control", json!({"action": "fly"})),
+    ];
+    let mut results = vec![
+        ("open_session", session),
+        ("invoke_agent", inv),
+        ("grant_permission", g),
+    ];
+    for (name, args) in calls {
+        results.push((name, call(&th, None, name, args).await));
+    }
+    for (name, r) in results {
+        let s = schema(name);
+        let validator =
+            jsonschema::validator_for(&s).unwrap_or_else(|e| panic!("{name}: {e}: {s}"));
+        let sc = &r["structuredContent"];
+        assert!(sc.is_object(), "{name}: {r}");
+        if let Err(e) = validator.validate(sc) {
+            panic!("{name}: {sc} does not match {s}: {e}");
+        }
+    }
+    th.stop().await;
 }

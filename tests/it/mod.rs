@@ -1,5 +1,7 @@
 pub mod a2a;
 pub mod admission;
+pub mod agent_control;
+pub mod agent_control_grants;
 pub mod artifacts;
 pub mod backup;
 pub mod bad_input;
