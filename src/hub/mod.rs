@@ -34,7 +34,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use invoke::{HandoffArgs, InvokeArgs};
+pub use invoke::{HandoffArgs, InvokeArgs, TaskStart};
 pub use key_guard::KeyGuard;
 pub use registry::AgentEntry;
 pub use security::AuthStatus;
