@@ -564,10 +564,6 @@ async fn sse(
         None => 0,
     };
     let p = ctx.caller();
-    let slot = match ctx.ctx.acquire_subscriber(&id, &p) {
-        Ok(s) => s,
-        Err(e) => return error_response(&e),
-    };
     let events = match ctx.hub.subscribe(&p, &id, after).await {
         Ok(s) => s,
         Err(e) => return error_response(&e),
@@ -575,7 +571,6 @@ async fn sse(
     let client = super::SseClient::open();
     let (tx, rx) = tokio::sync::mpsc::channel::<warp::sse::Event>(64);
     tokio::spawn(async move {
-        let _slot = slot;
         let _client = client;
         let mut events = events;
         while let Some(item) = events.next().await {

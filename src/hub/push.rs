@@ -556,7 +556,7 @@ impl Hub {
         let system = Principal::new("system:push-delivery", Role::Admin);
         let after = cfg.delivered_seq.max(cfg.start_after);
         let mut render = renderer(after);
-        let mut stream = match self.subscribe(&system, &cfg.task_id, after).await {
+        let mut stream = match self.subscribe_unmetered(&system, &cfg.task_id, after).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(task = %cfg.task_id, "push delivery cannot follow the task: {}", e.message);
