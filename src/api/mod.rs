@@ -36,7 +36,6 @@ pub struct ApiContext {
     pub config: Arc<Config>,
     /// `ws://host:port` (or `wss://`) of the stream listener, when one is running.
     pub stream_base: parking_lot::RwLock<Option<String>>,
-    pub subscribers: SubscriberCounter,
 }
 
 impl ApiContext {
@@ -45,7 +44,6 @@ impl ApiContext {
             hub,
             config,
             stream_base: parking_lot::RwLock::new(None),
-            subscribers: SubscriberCounter::default(),
         })
     }
 
@@ -188,89 +186,6 @@ pub fn bearer(headers: &http::HeaderMap) -> Option<&str> {
         .ok()?
         .strip_prefix("Bearer ")
         .map(str::trim)
-}
-
-/// Counts live stream subscriptions per request (MAX_SUBS_PER_REQUEST) and per credential
-/// (A2A_MAX_STREAMS_PER_KEY), across WebSocket and SSE.
-#[derive(Default)]
-pub struct SubscriberCounter {
-    per_request: parking_lot::Mutex<std::collections::HashMap<String, usize>>,
-    per_caller: parking_lot::Mutex<std::collections::HashMap<String, usize>>,
-}
-
-/// Holds one subscription slot; released on drop.
-pub struct SubscriberSlot {
-    ctx: Arc<ApiContext>,
-    request_id: String,
-    caller: Option<String>,
-}
-
-fn release(map: &parking_lot::Mutex<std::collections::HashMap<String, usize>>, key: &str) {
-    let mut m = map.lock();
-    if let Some(n) = m.get_mut(key) {
-        *n -= 1;
-        if *n == 0 {
-            m.remove(key);
-        }
-    }
-}
-
-impl ApiContext {
-    /// Takes a subscription slot for `caller` on a request, or says why not.
-    pub fn acquire_subscriber(
-        self: &Arc<Self>,
-        request_id: &str,
-        caller: &Principal,
-    ) -> HubResult<SubscriberSlot> {
-        use crate::error::{ErrorCode, HubError};
-        use crate::model::PrincipalKind;
-        // Anonymous and local callers share one identity; only keys and agents are capped.
-        let per_caller = !matches!(caller.kind, PrincipalKind::Anonymous | PrincipalKind::Local);
-        if per_caller {
-            let mut m = self.subscribers.per_caller.lock();
-            let n = m.entry(caller.id.clone()).or_insert(0);
-            if *n >= self.config.max_streams_per_key {
-                return Err(HubError::new(
-                    ErrorCode::RateLimited,
-                    format!(
-                        "{} already holds {} stream subscriptions (A2A_MAX_STREAMS_PER_KEY); close some first",
-                        caller.id, *n
-                    ),
-                ));
-            }
-            *n += 1;
-        }
-        let mut m = self.subscribers.per_request.lock();
-        let n = m.entry(request_id.to_string()).or_insert(0);
-        if *n >= self.config.max_subs_per_request {
-            drop(m);
-            if per_caller {
-                release(&self.subscribers.per_caller, &caller.id);
-            }
-            return Err(HubError::new(
-                ErrorCode::RateLimited,
-                format!(
-                    "request {request_id:?} already has {} stream subscribers (MAX_SUBS_PER_REQUEST)",
-                    self.config.max_subs_per_request
-                ),
-            ));
-        }
-        *n += 1;
-        Ok(SubscriberSlot {
-            ctx: self.clone(),
-            request_id: request_id.to_string(),
-            caller: per_caller.then(|| caller.id.clone()),
-        })
-    }
-}
-
-impl Drop for SubscriberSlot {
-    fn drop(&mut self) {
-        release(&self.ctx.subscribers.per_request, &self.request_id);
-        if let Some(c) = &self.caller {
-            release(&self.ctx.subscribers.per_caller, c);
-        }
-    }
 }
 
 /// A hub error as an HTTP response with a JSON body.

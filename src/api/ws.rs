@@ -26,7 +26,7 @@ use warp::filters::BoxedFilter;
 use warp::ws::{Message, WebSocket};
 use warp::{Filter, Reply};
 
-use super::{ApiContext, ReqCtx, SubscriberSlot, error_response};
+use super::{ApiContext, ReqCtx, error_response};
 use crate::error::{ErrorCode, HubError};
 use crate::hub::EventStream;
 use crate::metrics;
@@ -88,16 +88,12 @@ async fn upgrade(
     // The request named in the URL must exist and have a free subscriber slot before upgrading.
     let first = match &query.request_id {
         Some(id) => {
-            let slot = match ctx.acquire_subscriber(id, &principal) {
-                Ok(slot) => slot,
-                Err(e) => return error_response(&e),
-            };
             match ctx
                 .hub
                 .subscribe(&principal, id, query.after.unwrap_or(0))
                 .await
             {
-                Ok(stream) => Some((stream, slot)),
+                Ok(stream) => Some(stream),
                 Err(e) => return error_response(&e),
             }
         }
@@ -155,16 +151,16 @@ async fn connection(
     ctx: Arc<ApiContext>,
     principal: Principal,
     socket: WebSocket,
-    first: Option<(EventStream, SubscriberSlot)>,
+    first: Option<EventStream>,
 ) {
     metrics::WS_CLIENTS.inc();
     let (mut sink, mut incoming) = socket.split();
     let (out_tx, mut out_rx) = mpsc::channel::<Out>(OUTBOX);
     let mut subs: HashMap<String, Subscription> = HashMap::new();
     let close_when_done = first.is_some();
-    if let Some((stream, slot)) = first {
+    if let Some(stream) = first {
         let id = stream.request_id().to_string();
-        let task = spawn_subscription(stream, slot, out_tx.clone());
+        let task = spawn_subscription(stream, out_tx.clone());
         subs.insert(id, Subscription { task });
     }
     let heartbeat = ctx.config.ws_heartbeat;
@@ -252,14 +248,9 @@ async fn connection(
     metrics::WS_CLIENTS.dec();
 }
 
-fn spawn_subscription(
-    mut stream: EventStream,
-    slot: SubscriberSlot,
-    out: mpsc::Sender<Out>,
-) -> JoinHandle<()> {
+fn spawn_subscription(mut stream: EventStream, out: mpsc::Sender<Out>) -> JoinHandle<()> {
     metrics::WS_SUBSCRIPTIONS.inc();
     tokio::spawn(async move {
-        let _slot = slot;
         let id = stream.request_id().to_string();
         while let Some(item) = stream.next().await {
             let frame = match item {
@@ -365,10 +356,6 @@ async fn handle_client_msg(
                     refusal.retry_after,
                 )));
             }
-            let slot = match ctx.acquire_subscriber(&request_id, principal) {
-                Ok(s) => s,
-                Err(e) => return err(Some(&request_id), e),
-            };
             let stream = match ctx
                 .hub
                 .subscribe(principal, &request_id, after.unwrap_or(0))
@@ -377,7 +364,7 @@ async fn handle_client_msg(
                 Ok(s) => s,
                 Err(e) => return err(Some(&request_id), e),
             };
-            let task = spawn_subscription(stream, slot, out.clone());
+            let task = spawn_subscription(stream, out.clone());
             subs.insert(request_id.clone(), Subscription { task });
             // The ack is sent before any event: the subscription's frames queue behind it.
             frame(json!({"type": "subscribed", "requestId": request_id}))

@@ -26,6 +26,8 @@ pub fn hub_config(config: &Config) -> HubConfig {
         max_queue_size: config.max_queue_size,
         max_inflight_per_key: config.max_inflight_per_key,
         max_queued_per_key: config.max_queued_per_key,
+        max_subs_per_request: config.max_subs_per_request,
+        max_streams_per_key: config.max_streams_per_key,
         idempotency_ttl: config.idempotency_ttl,
         retention: config.retention,
         sweep_interval: config.sweep_interval,
@@ -265,6 +267,7 @@ pub async fn serve(config: Config) -> Exit {
         hub.shutdown(config.shutdown_grace).await;
         return Exit::Failed(msg);
     }
+    crate::api::a2a::start_push_delivery(&hub);
     let ctx = ApiContext::new(hub.clone(), config.clone());
     let ops_addr = SocketAddr::new(config.metrics_host, config.metrics_port);
     let ops = match server::start_ops(ctx.clone(), ops_addr).await {
@@ -309,6 +312,7 @@ pub async fn stdio(config: Config) -> Exit {
         Ok(h) => h,
         Err(e) => return Exit::Failed(format!("a2a-mcp stdio: {e}")),
     };
+    crate::api::a2a::start_push_delivery(&hub);
     let ctx = ApiContext::new(hub.clone(), config.clone());
     let mut api = None;
     if config.enable_streaming {

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::{AgentEntry, Hub, request_not_found};
 use crate::error::{ErrorCode, HubError, HubResult};
-use crate::model::{Event, Principal, now_ms};
+use crate::model::{Event, Principal, RequestRecord, now_ms};
 use crate::store::{Aux, Op, codec};
 
 /// Messages kept per task (history beyond this is not recorded).
@@ -32,40 +32,38 @@ fn message_key(task_id: &str, seq: usize) -> String {
     format!("{task_id}/{seq:06}")
 }
 
+/// The op that stores the first message of a new task (its history starts with it), in the
+/// commit that creates the task: `taskId`, `contextId` (the session, or the task itself) and a
+/// missing `role` are filled in from the request.
+pub(super) fn first_message_op(rec: &RequestRecord, mut message: Value) -> HubResult<Op> {
+    let Some(m) = message.as_object_mut() else {
+        return Err(HubError::new(
+            ErrorCode::InvalidParams,
+            "the message must be a JSON object",
+        ));
+    };
+    m.insert("taskId".into(), Value::String(rec.id.clone()));
+    let context = rec.session_id.as_deref().unwrap_or(&rec.id);
+    m.insert("contextId".into(), Value::String(context.to_string()));
+    m.entry("role")
+        .or_insert_with(|| Value::String("ROLE_USER".into()));
+    let stored = StoredMessage {
+        json: message.to_string(),
+        ts: now_ms(),
+    };
+    Ok(Op::PutAux {
+        table: Aux::TaskMessages,
+        key: message_key(&rec.id, 0),
+        value: codec::encode(&stored)?,
+    })
+}
+
 impl Hub {
     /// Cancelled when shutdown begins. Long-lived A2A streams end with it, so open
     /// connections do not hold up the listener's graceful stop (a running task can be
     /// resubscribed after the restart).
     pub fn shutdown_signal(&self) -> tokio_util::sync::CancellationToken {
         self.inner.stopping.clone()
-    }
-
-    /// Appends an A2A message (1.0 JSON) to the history of a task.
-    pub async fn add_task_message(&self, task_id: &str, message: &Value) -> HubResult<()> {
-        let store = &self.inner.store;
-        let existing = store
-            .scan_aux(
-                Aux::TaskMessages,
-                &format!("{task_id}/"),
-                None,
-                MAX_MESSAGES_PER_TASK,
-            )
-            .await?;
-        if existing.len() >= MAX_MESSAGES_PER_TASK {
-            return Ok(());
-        }
-        let rec = StoredMessage {
-            json: message.to_string(),
-            ts: now_ms(),
-        };
-        store
-            .write(vec![Op::PutAux {
-                table: Aux::TaskMessages,
-                key: message_key(task_id, existing.len()),
-                value: codec::encode(&rec)?,
-            }])
-            .await?;
-        Ok(())
     }
 
     /// The stored A2A messages of a task, oldest first.

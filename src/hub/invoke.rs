@@ -12,10 +12,13 @@ use std::hash::{Hash, Hasher};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use super::push::NewPushConfig;
 use super::{Hub, session_not_found};
 use crate::error::{ErrorCode, HubError, HubResult};
 use crate::metrics;
-use crate::model::{IdempotencyRecord, Principal, RequestRecord, RequestState, new_id, now_ms};
+use crate::model::{
+    IdempotencyRecord, Principal, RequestRecord, RequestState, SessionRecord, new_id, now_ms,
+};
 use crate::policy::audit::Outcome;
 use crate::store::{Op, StoreError};
 
@@ -37,6 +40,21 @@ pub struct HandoffArgs {
     pub capability: Option<String>,
     pub input: Value,
     pub idempotency_key: Option<String>,
+}
+
+/// What an A2A `SendMessage` adds to an invocation: the task's first message, optionally a
+/// new context (session) and a push notification config. [`Hub::start_task`] commits all of
+/// it with the request in one batch, so a crash leaves either nothing or the whole task.
+#[derive(Debug, Clone, Default)]
+pub struct TaskStart {
+    /// The message (A2A 1.0 JSON object); `taskId`, `contextId` and a missing `role` are
+    /// filled in from the request.
+    pub message: Value,
+    /// Open a new session for the task with this metadata (instead of
+    /// [`InvokeArgs::session_id`]).
+    pub new_session: Option<Value>,
+    /// A push notification config for the task, delivered from its first event.
+    pub push: Option<NewPushConfig>,
 }
 
 const MAX_IDEMPOTENCY_KEY: usize = 256;
@@ -93,7 +111,35 @@ impl Hub {
         principal: &Principal,
         args: InvokeArgs,
     ) -> HubResult<RequestRecord> {
-        self.create_request(principal, args, None).await
+        self.create_request(principal, args, None, None).await
+    }
+
+    /// Accepts an A2A task: the invocation, its first message, its new session (if asked)
+    /// and its push config, committed together. A message sent again (same idempotency key
+    /// and arguments) finds its task and writes nothing.
+    pub async fn start_task(
+        &self,
+        principal: &Principal,
+        args: InvokeArgs,
+        task: TaskStart,
+    ) -> HubResult<RequestRecord> {
+        if task.new_session.is_some() && args.session_id.is_some() {
+            return Err(HubError::new(
+                ErrorCode::InvalidParams,
+                "a task joins an existing session or opens a new one, not both",
+            ));
+        }
+        if !task.message.is_object() {
+            return Err(HubError::new(
+                ErrorCode::InvalidParams,
+                "the message must be a JSON object",
+            ));
+        }
+        if let Some(push) = &task.push {
+            self.validate_push_config(push).await?;
+            super::push::refuse_placeholders(push)?;
+        }
+        self.create_request(principal, args, None, Some(task)).await
     }
 
     /// Hands work from a request to another agent: a new request in the parent's session,
@@ -115,6 +161,7 @@ impl Hub {
                 idempotency_key: args.idempotency_key,
             },
             Some((parent.id, parent.agent_id)),
+            None,
         )
         .await
     }
@@ -125,8 +172,11 @@ impl Hub {
         principal: &Principal,
         args: InvokeArgs,
         parent: Option<(String, String)>,
+        task: Option<TaskStart>,
     ) -> HubResult<RequestRecord> {
-        let result = self.create_request_inner(principal, args, parent).await;
+        let result = self
+            .create_request_inner(principal, args, parent, task)
+            .await;
         if let Err(e) = &result {
             metrics::REQUESTS_REJECTED
                 .with_label_values(&[e.code.name()])
@@ -138,8 +188,9 @@ impl Hub {
     async fn create_request_inner(
         &self,
         principal: &Principal,
-        args: InvokeArgs,
+        mut args: InvokeArgs,
         parent: Option<(String, String)>,
+        mut task: Option<TaskStart>,
     ) -> HubResult<RequestRecord> {
         let acting_agent = parent.as_ref().map(|(_, agent)| agent.as_str());
         self.authorize_invoke(principal, &args.agent_id, acting_agent)
@@ -166,7 +217,22 @@ impl Hub {
                 format!("invalid input for {}/{capability}: {m}", agent.spec.id),
             )
         })?;
-        if let Some(s) = &args.session_id {
+        let now = now_ms();
+        let new_session = task
+            .as_mut()
+            .and_then(|t| t.new_session.take())
+            .map(|metadata| SessionRecord {
+                id: new_id(),
+                principal: principal.id.clone(),
+                agent_id: Some(agent.spec.id.clone()),
+                metadata: metadata.to_string(),
+                created_at: now,
+                closed_at: None,
+            });
+        if let Some(s) = &new_session {
+            args.session_id = Some(s.id.clone());
+        }
+        if let Some(s) = args.session_id.as_ref().filter(|_| new_session.is_none()) {
             let session = self
                 .inner
                 .store
@@ -217,15 +283,12 @@ impl Hub {
             }
             None => None,
         };
-        let now = now_ms();
         if let Some((_, scope, args_hash)) = &idem
             && let Some(rec) = self.remembered(scope, args_hash, now).await?
         {
             return Ok(rec);
         }
 
-        // Admission: a slot in the bounded queue, taken before anything is written.
-        self.inner.sched.lock().reserve(&principal.id)?;
         let rec = RequestRecord {
             id: new_id(),
             agent_id: agent.spec.id.clone(),
@@ -255,7 +318,12 @@ impl Hub {
             Outcome::Ok,
             &format!("{}/{}", rec.agent_id, rec.capability),
         )?;
-        let mut ops = vec![Op::PutRequest(rec.clone()), audit];
+        let mut ops = Vec::with_capacity(8);
+        if let Some(s) = new_session {
+            ops.push(self.audit_op(principal, "sessions.open", &s.id, Outcome::Ok, "")?);
+            ops.push(Op::PutSession(s));
+        }
+        ops.extend([Op::PutRequest(rec.clone()), audit]);
         if let Some((_, scope, args_hash)) = &idem {
             ops.push(Op::ClaimIdempotency {
                 record: IdempotencyRecord {
@@ -267,6 +335,17 @@ impl Hub {
                 now,
             });
         }
+        let mut push_config = None;
+        if let Some(t) = task {
+            ops.push(super::a2a::first_message_op(&rec, t.message)?);
+            if let Some(new) = t.push {
+                let (cfg, cfg_ops) = self.first_push_config(principal, &rec.id, new)?;
+                ops.extend(cfg_ops);
+                push_config = Some(cfg);
+            }
+        }
+        // Admission: a slot in the bounded queue, taken before anything is written.
+        self.inner.sched.lock().reserve(&principal.id)?;
         if let Err(e) = self.inner.store.write(ops).await {
             self.inner.sched.lock().unreserve(&principal.id);
             // Another replica of a shared store claimed the key first: its request is the
@@ -285,6 +364,9 @@ impl Hub {
         tracing::debug!(request_id = %rec.id, agent = %rec.agent_id, capability = %rec.capability,
             key_id = principal.key_id.as_deref().unwrap_or(""), "request accepted");
         self.enqueue(rec.clone(), 1, true, traceparent);
+        if let Some(cfg) = push_config {
+            self.spawn_follower(cfg);
+        }
         Ok(rec)
     }
 

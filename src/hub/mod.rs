@@ -36,7 +36,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use invoke::{HandoffArgs, InvokeArgs};
+pub use invoke::{HandoffArgs, InvokeArgs, TaskStart};
 pub use key_guard::KeyGuard;
 pub use registry::AgentEntry;
 pub use security::AuthStatus;
@@ -65,6 +65,10 @@ pub struct HubConfig {
     pub max_inflight_per_key: usize,
     /// Requests of one caller waiting in the queue (`A2A_MAX_QUEUED_PER_KEY`).
     pub max_queued_per_key: usize,
+    /// Open event subscriptions per request (`MAX_SUBS_PER_REQUEST`).
+    pub max_subs_per_request: usize,
+    /// Open event subscriptions per caller, across transports (`A2A_MAX_STREAMS_PER_KEY`).
+    pub max_streams_per_key: usize,
     pub idempotency_ttl: Duration,
     pub retention: Duration,
     pub sweep_interval: Duration,
@@ -136,6 +140,8 @@ pub(crate) struct HubInner {
     backup_lock: tokio::sync::Mutex<()>,
     /// A2A push notification delivery (`push.rs`).
     push: push::PushState,
+    /// Open subscriptions per request and per caller (`stream.rs`).
+    subscribers: stream::Subscribers,
     /// Several replicas on a shared store (`cluster.rs`); `None` on an embedded store.
     cluster: Option<cluster::ClusterState>,
 }
@@ -274,6 +280,7 @@ impl Hub {
             hub_url: parking_lot::RwLock::new(None),
             backup_lock: tokio::sync::Mutex::new(()),
             push: Default::default(),
+            subscribers: Default::default(),
             cluster,
         });
         let hub = Hub { inner };

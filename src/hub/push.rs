@@ -288,6 +288,45 @@ impl Hub {
         Ok(cfg)
     }
 
+    /// The push config a new task starts with (delivered from its first event) and the ops
+    /// that store it with its audit record, for the commit that creates the task. The caller
+    /// validated it ([`Hub::validate_push_config`], [`refuse_placeholders`]) and starts its
+    /// follower ([`Hub::spawn_follower`]) once the commit is done.
+    pub(super) fn first_push_config(
+        &self,
+        principal: &Principal,
+        task_id: &str,
+        new: NewPushConfig,
+    ) -> HubResult<(PushConfig, Vec<Op>)> {
+        let id = new.id.clone().unwrap_or_else(new_id);
+        let mut cfg = PushConfig {
+            id: id.clone(),
+            task_id: task_id.to_string(),
+            url: new.url,
+            token: new.token,
+            auth_scheme: new.auth_scheme.filter(|s| !s.is_empty()),
+            auth_credentials: new.auth_credentials.filter(|s| !s.is_empty()),
+            principal: principal.id.clone(),
+            created_at: now_ms(),
+            start_after: 0,
+            delivered_seq: 0,
+        };
+        keep_secrets(&mut cfg, None)?;
+        let audit = self.audit_op(
+            principal,
+            "push_configs.write",
+            task_id,
+            crate::policy::audit::Outcome::Ok,
+            &cfg.url,
+        )?;
+        let put = Op::PutAux {
+            table: Aux::PushConfigs,
+            key: key(task_id, &id),
+            value: codec::encode(&cfg)?,
+        };
+        Ok((cfg, vec![put, audit]))
+    }
+
     pub async fn get_push_config(
         &self,
         principal: &Principal,
@@ -479,7 +518,7 @@ impl Hub {
         });
     }
 
-    fn spawn_follower(&self, cfg: PushConfig) {
+    pub(super) fn spawn_follower(&self, cfg: PushConfig) {
         let (Some(render), Some(http)) = (
             self.inner.push.renderer.get().cloned(),
             self.inner.push.http.get().cloned(),
@@ -517,7 +556,7 @@ impl Hub {
         let system = Principal::new("system:push-delivery", Role::Admin);
         let after = cfg.delivered_seq.max(cfg.start_after);
         let mut render = renderer(after);
-        let mut stream = match self.subscribe(&system, &cfg.task_id, after).await {
+        let mut stream = match self.subscribe_unmetered(&system, &cfg.task_id, after).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(task = %cfg.task_id, "push delivery cannot follow the task: {}", e.message);

@@ -10,15 +10,87 @@
 //! A stream opened with an API key ends with an `unauthenticated` error as soon as that key is
 //! revoked or expires ([`super::KeyGuard`]; checked between events, and waited on while idle).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::{Hub, KeyGuard, request_not_found};
-use crate::error::{HubError, HubResult};
-use crate::model::{Event, Principal};
+use crate::error::{ErrorCode, HubError, HubResult};
+use crate::model::{Event, Principal, PrincipalKind};
+
+/// Open subscriptions per request (`MAX_SUBS_PER_REQUEST`) and per caller
+/// (`A2A_MAX_STREAMS_PER_KEY`), across every transport. Each [`EventStream`] holds its slot
+/// and gives it back when dropped, so no front door has to remember to take one.
+#[derive(Default)]
+pub(crate) struct Subscribers {
+    per_request: Mutex<HashMap<String, usize>>,
+    per_caller: Mutex<HashMap<String, usize>>,
+}
+
+/// A slot taken in [`Subscribers`]; given back when dropped (with its [`EventStream`]).
+struct Slot {
+    hub: Hub,
+    request_id: String,
+    /// `None`: the caller is not counted (anonymous and local callers share one identity).
+    caller: Option<String>,
+}
+
+fn give_back(map: &Mutex<HashMap<String, usize>>, key: &str) {
+    let mut m = map.lock();
+    if let Some(n) = m.get_mut(key) {
+        *n -= 1;
+        if *n == 0 {
+            m.remove(key);
+        }
+    }
+}
+
+impl Hub {
+    /// Takes a subscription slot for `caller` on a request, or says why not (429).
+    fn take_slot(&self, request_id: &str, caller: &Principal) -> HubResult<Slot> {
+        let subs = &self.inner.subscribers;
+        let per_caller = !matches!(caller.kind, PrincipalKind::Anonymous | PrincipalKind::Local);
+        if per_caller {
+            let mut m = subs.per_caller.lock();
+            let n = m.entry(caller.id.clone()).or_insert(0);
+            if *n >= self.inner.cfg.max_streams_per_key {
+                return Err(HubError::new(
+                    ErrorCode::RateLimited,
+                    format!(
+                        "{} already holds {} stream subscriptions (A2A_MAX_STREAMS_PER_KEY); close some first",
+                        caller.id, *n
+                    ),
+                ));
+            }
+            *n += 1;
+        }
+        let mut m = subs.per_request.lock();
+        let n = m.entry(request_id.to_string()).or_insert(0);
+        if *n >= self.inner.cfg.max_subs_per_request {
+            drop(m);
+            if per_caller {
+                give_back(&subs.per_caller, &caller.id);
+            }
+            return Err(HubError::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "request {request_id:?} already has {} stream subscribers (MAX_SUBS_PER_REQUEST)",
+                    self.inner.cfg.max_subs_per_request
+                ),
+            ));
+        }
+        *n += 1;
+        Ok(Slot {
+            hub: self.clone(),
+            request_id: request_id.to_string(),
+            caller: per_caller.then(|| caller.id.clone()),
+        })
+    }
+}
 
 /// Events read from the log per store read.
 const REPLAY_PAGE: usize = 512;
@@ -35,6 +107,8 @@ pub struct EventStream {
     /// The key the stream was opened with (`None`: no key to watch).
     guard: Option<KeyGuard>,
     done: bool,
+    /// The subscription slot (`None` for the hub's own followers); given back on drop.
+    _slot: Option<Slot>,
 }
 
 /// What woke a stream waiting for live events.
@@ -46,7 +120,36 @@ enum Woke {
 impl Hub {
     /// Events of `request_id` with `seq > after`: stored ones first, then live ones, ending
     /// after the terminal event (or with an error once the caller's API key stops being valid).
+    ///
+    /// The stream holds one of the caller's subscription slots (per request and per caller,
+    /// see [`Subscribers`]) until it is dropped; beyond the caps this answers `rate_limited`.
     pub async fn subscribe(
+        &self,
+        principal: &Principal,
+        request_id: &str,
+        after: u64,
+    ) -> HubResult<EventStream> {
+        let slot = self.take_slot(request_id, principal)?;
+        let mut s = self.open_stream(principal, request_id, after).await?;
+        s._slot = Some(slot);
+        Ok(s)
+    }
+
+    /// A stream that takes no subscription slot: for the hub's own followers (push delivery)
+    /// and for blocking waits bounded by `MAX_WAIT` (REST `wait`, MCP invocations that wait,
+    /// a blocking A2A `SendMessage`). A wait is part of one call whose request was already
+    /// accepted; refusing it for quota would leave work running that the caller was told
+    /// failed. Open-ended streams use [`Hub::subscribe`].
+    pub async fn subscribe_unmetered(
+        &self,
+        principal: &Principal,
+        request_id: &str,
+        after: u64,
+    ) -> HubResult<EventStream> {
+        self.open_stream(principal, request_id, after).await
+    }
+
+    async fn open_stream(
         &self,
         principal: &Principal,
         request_id: &str,
@@ -82,6 +185,7 @@ impl Hub {
             more_stored: false,
             guard: self.key_guard(principal),
             done: false,
+            _slot: None,
         };
         s.refill().await?;
         Ok(s)
@@ -257,5 +361,15 @@ impl Drop for EventStream {
         let (_tx, rx) = broadcast::channel(1);
         drop(std::mem::replace(&mut self.rx, rx));
         self.hub.inner.bus.release(&self.request_id);
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let subs = &self.hub.inner.subscribers;
+        give_back(&subs.per_request, &self.request_id);
+        if let Some(c) = &self.caller {
+            give_back(&subs.per_caller, c);
+        }
     }
 }

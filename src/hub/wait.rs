@@ -39,7 +39,8 @@ impl Hub {
         Fut: Future<Output = ()>,
     {
         let timeout = timeout.min(self.config().max_wait);
-        let mut stream = self.subscribe(principal, request_id, 0).await?;
+        // Bounded by MAX_WAIT and part of one call: takes no subscription slot.
+        let mut stream = self.subscribe_unmetered(principal, request_id, 0).await?;
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             match tokio::time::timeout_at(deadline, stream.next()).await {

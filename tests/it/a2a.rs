@@ -809,9 +809,11 @@ async fn a_dropped_stream_frees_its_subscriber_slot() {
         let (s, v) = rpc(&url, Some("1.0"), "GetTask", json!({"id": tid})).await;
         assert_eq!(s, 200);
         assert_eq!(v["result"]["status"]["state"], "TASK_STATE_WORKING");
+        // A probe subscription (its slot is given back when the probe is dropped).
         if th
-            .ctx
-            .acquire_subscriber(&tid, &a2a_mcp::model::Principal::anonymous())
+            .hub
+            .subscribe(&a2a_mcp::model::Principal::anonymous(), &tid, 0)
+            .await
             .is_ok()
         {
             again = Some(rpc_sse_first(&url, "SubscribeToTask", json!({"id": tid}), 2).await);

@@ -78,6 +78,7 @@ impl TestHub {
         let hub = Hub::start(a2a_mcp::cli::hub_config(&config), store, catalog)
             .await
             .expect("hub start");
+        a2a_mcp::api::a2a::start_push_delivery(&hub);
         let ctx = ApiContext::new(hub.clone(), config.clone());
         let ops = server::start_ops(ctx.clone(), "127.0.0.1:0".parse().unwrap())
             .await

@@ -1,4 +1,5 @@
 pub mod a2a;
+pub mod a2a_atomic;
 pub mod admission;
 pub mod agent_control;
 pub mod agent_control_grants;

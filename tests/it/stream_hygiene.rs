@@ -731,3 +731,92 @@ async fn the_sweeper_removes_old_sessions_and_permission_requests_and_keeps_live
     assert_eq!(left, ["pr-decided-new", "pr-pending-new"]);
     th.stop().await;
 }
+
+/// Subscription slots belong to the hub's streams, whatever the transport: a key at its cap
+/// (`A2A_MAX_STREAMS_PER_KEY`) holding a WebSocket subscription is refused an SSE stream and
+/// an A2A stream (429), while a blocking REST wait (bounded, part of one call) still works;
+/// once the WebSocket closes, the slot is free again.
+#[tokio::test]
+async fn a_keys_stream_cap_counts_every_transport_and_frees_on_close() {
+    let th = TestHub::start_with(&[("max_streams_per_key", "1")]).await;
+    let k = super::security::key(&th, Role::Invoker).await;
+    let bearer = format!("Bearer {k}");
+    let auth = [("authorization", bearer.as_str())];
+    let (s, v, _) = http(
+        "POST",
+        &th.rest("/agents/echo/invoke"),
+        Some(json!({"input": echo_input("slow", 2, 3000)})),
+        &auth,
+    )
+    .await;
+    assert_eq!(s, 202, "{v}");
+    let id = v["requestId"].as_str().unwrap().to_string();
+    let mut ws = ws_connect(&th.ws_url(&format!("?requestId={id}&token={k}"))).await;
+    let first = ws_next(&mut ws).await;
+    assert_eq!(first["requestId"], id.as_str(), "{first}");
+
+    // SSE: refused while the WebSocket holds the key's slot.
+    let (s, v, _) = http(
+        "GET",
+        &th.rest(&format!("/requests/{id}/events")),
+        None,
+        &auth,
+    )
+    .await;
+    assert_eq!(s, 429, "SSE over the cap: {v}");
+    assert!(v.to_string().contains("A2A_MAX_STREAMS_PER_KEY"), "{v}");
+    // A2A SubscribeToTask: refused too.
+    let body =
+        json!({"jsonrpc": "2.0", "id": 1, "method": "SubscribeToTask", "params": {"id": id}});
+    let (_, v, _) = http(
+        "POST",
+        &format!("http://{}/a2a/echo", th.api),
+        Some(body),
+        &[("authorization", bearer.as_str()), ("a2a-version", "1.0")],
+    )
+    .await;
+    assert!(
+        v.to_string().contains("A2A_MAX_STREAMS_PER_KEY"),
+        "A2A stream over the cap: {v}"
+    );
+    // A blocking wait is not a stream: it still answers.
+    let (s, v, _) = http(
+        "POST",
+        &th.rest("/agents/echo/invoke"),
+        Some(json!({"input": echo_input("quick", 1, 0), "wait": true})),
+        &auth,
+    )
+    .await;
+    assert_eq!(s, 200, "blocking wait: {v}");
+    assert_eq!(v["status"], "done", "{v}");
+
+    // Closing the WebSocket gives the slot back.
+    ws.close(None).await.unwrap();
+    drop(ws);
+    let mut freed = false;
+    for _ in 0..200 {
+        let (s, _, _) = http_status_only(&th.rest(&format!("/requests/{id}/events")), &auth).await;
+        if s == 200 {
+            freed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(freed, "the WebSocket's slot was given back");
+    th.stop().await;
+}
+
+/// The status of a GET whose body may be an endless stream: reads only the head.
+async fn http_status_only(url: &str, headers: &[(&str, &str)]) -> (u16, (), ()) {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<Bytes>>();
+    let mut req = http::Request::get(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = client
+        .request(req.body(Full::new(Bytes::new())).unwrap())
+        .await
+        .expect("request");
+    (resp.status().as_u16(), (), ())
+}

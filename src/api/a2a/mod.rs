@@ -32,7 +32,7 @@ use warp::Filter;
 use warp::filters::BoxedFilter;
 
 use self::jsonrpc::RpcError;
-use super::{ApiContext, ReqCtx, SubscriberSlot, error_response, json_response};
+use super::{ApiContext, ReqCtx, error_response, json_response};
 use crate::a2a::{Method, Version, code, v03};
 use crate::error::{ErrorCode, HubError};
 use crate::hub::{AgentEntry, EventStream};
@@ -49,13 +49,18 @@ const MAX_COUNT: usize = 10_000;
 /// Events read to build a task's artifacts.
 const MAX_ARTIFACT_EVENTS: usize = 100_000;
 
-/// The A2A routes. Also starts push notification delivery (the hub delivers; this adapter
-/// says what a notification looks like).
-pub fn routes(ctx: Arc<ApiContext>) -> BoxedFilter<(Resp,)> {
-    ctx.hub.start_push_delivery(Arc::new(|after| {
+/// Starts push notification delivery: the hub delivers, this adapter says what a
+/// notification looks like (the A2A stream response of each event). Called once by `serve`
+/// and `stdio` after the hub starts, not as a side effect of building routes.
+pub fn start_push_delivery(hub: &crate::hub::Hub) {
+    hub.start_push_delivery(Arc::new(|after| {
         let mut mapper = convert::StreamMapper::resuming(after);
         Box::new(move |rec, ev| mapper.map(rec, ev))
     }));
+}
+
+/// The A2A routes.
+pub fn routes(ctx: Arc<ApiContext>) -> BoxedFilter<(Resp,)> {
     let max = ctx.config.max_body_bytes as u64;
     let with = {
         let ctx = ctx.clone();
@@ -211,7 +216,6 @@ struct StreamPlan {
     events: EventStream,
     /// Maps the events after the initial task (knows what that task already holds).
     mapper: convert::StreamMapper,
-    slot: SubscriberSlot,
 }
 
 fn rpc_json(status: http::StatusCode, body: &Value) -> Resp {
@@ -414,7 +418,6 @@ async fn stream_plan(
     history: Vec<Value>,
     start: StreamStart,
 ) -> Result<Answer, RpcError> {
-    let slot = call.ctx.acquire_subscriber(&rec.id, &call.principal)?;
     let mut events = call.ctx.hub.subscribe(&call.principal, &rec.id, 0).await?;
     let (initial, mapper) = match start {
         StreamStart::Created => (
@@ -437,7 +440,6 @@ async fn stream_plan(
         initial,
         events,
         mapper,
-        slot,
     })))
 }
 
@@ -453,9 +455,7 @@ fn sse(ctx: &ApiContext, version: Version, id: Value, plan: StreamPlan) -> Resp 
             initial,
             mut events,
             mut mapper,
-            slot,
         } = plan;
-        let _slot = slot;
         let _client = super::SseClient::open();
         let shape = |sr: Value| match version {
             Version::V10 => sr,

@@ -12,8 +12,8 @@ use super::{
     task_record,
 };
 use crate::a2a::{Version, code, v03};
-use crate::error::{ErrorCode, HubError};
-use crate::hub::InvokeArgs;
+use crate::error::ErrorCode;
+use crate::hub::{InvokeArgs, TaskStart};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -66,7 +66,7 @@ pub(super) async fn send_message(
 ) -> Result<Answer, RpcError> {
     let hub = &call.ctx.hub;
     let p: SendParams = params_as(params)?;
-    let mut message = match call.version {
+    let message = match call.version {
         Version::V10 => p.message,
         Version::V03 => v03::message_from_v03(&p.message),
     };
@@ -82,10 +82,6 @@ pub(super) async fn send_message(
         (None, Some(c)) => Some(new_push_config(&v03::push_config_from_v03(c, None))?),
         (None, None) => None,
     };
-    if let Some(cfg) = &push {
-        hub.validate_push_config(cfg).await?;
-        crate::hub::push::refuse_placeholders(cfg)?;
-    }
     if streaming && !call.ctx.config.enable_streaming {
         return Err(RpcError::new(
             code::UNSUPPORTED_OPERATION,
@@ -181,23 +177,11 @@ pub(super) async fn send_message(
         };
     let input = convert::message_to_input(&message, &capability.input_schema)?;
     let capability = capability.name.clone();
-    // Checked before a context is opened for it (invoke checks again).
-    if !agent.spec.enabled {
-        return Err(HubError::new(
-            ErrorCode::AgentDisabled,
-            format!(
-                "agent {:?} is disabled; enable_agent turns it back on",
-                agent.spec.id
-            ),
-        )
-        .into());
-    }
-    agent.validate_input(&capability, &input)?;
 
-    // The context: an existing session, or a new one.
+    // The context: an existing session, or a new one opened with the task.
     let session_id = match msg.get("contextId").and_then(Value::as_str) {
         Some(c) => match hub.get_session(&call.principal, c).await {
-            Ok(s) => s.id,
+            Ok(s) => Some(s.id),
             Err(e) if e.code == ErrorCode::SessionNotFound => {
                 return Err(RpcError::new(
                     code::INVALID_PARAMS,
@@ -208,63 +192,39 @@ pub(super) async fn send_message(
             }
             Err(e) => return Err(e.into()),
         },
-        None => {
-            hub.open_session(
-                &call.principal,
-                Some(agent.spec.id.clone()),
-                json!({ "openedBy": "a2a" }),
-            )
-            .await?
-            .id
-        }
+        None => None,
     };
+    let new_session = session_id.is_none().then(|| json!({ "openedBy": "a2a" }));
+    // One commit: the request, its session, its first message and its push config. A resent
+    // message (same messageId) finds its task again and records nothing.
     let rec = hub
-        .invoke(
+        .start_task(
             &call.principal,
             InvokeArgs {
                 agent_id: agent.spec.id.clone(),
                 capability: Some(capability),
                 input,
-                session_id: Some(session_id),
+                session_id,
                 idempotency_key: Some(format!("a2a:{message_id}")),
+            },
+            TaskStart {
+                message,
+                new_session,
+                push,
             },
         )
         .await?;
-    // The message is the task's history. A resent message (same messageId) found its task
-    // again: nothing more to record, and its push config is already registered.
-    let first_time = hub.task_messages(&rec.id).await?.is_empty();
-    let record_history = async {
-        if first_time {
-            if let Some(m) = message.as_object_mut() {
-                m.insert("taskId".into(), json!(rec.id));
-                m.insert("contextId".into(), json!(convert::context_id(&rec)));
-                m.entry("role").or_insert(json!("ROLE_USER"));
-            }
-            hub.add_task_message(&rec.id, &message).await?;
-            if let Some(cfg) = push {
-                hub.create_push_config(&call.principal, &rec.id, cfg, true)
-                    .await?;
-            }
-        }
-        Ok::<(), RpcError>(())
-    };
     if streaming {
-        record_history.await?;
         let history = hub.task_messages(&rec.id).await?;
         return stream_plan(call, rec, history, StreamStart::Created).await;
     }
     let rec = if conf.return_immediately {
-        record_history.await?;
         rec
     } else {
-        // The history commit shares its fsync with the job's first commits.
         let max = hub.config().max_wait;
-        let (recorded, waited) = tokio::join!(
-            record_history,
-            crate::api::wait_for(hub, &call.principal, &rec.id, max, |_| async {})
-        );
-        recorded?;
-        waited?.0
+        crate::api::wait_for(hub, &call.principal, &rec.id, max, |_| async {})
+            .await?
+            .0
     };
     let task = render_task(call, &rec, history_len, true).await?;
     Ok(Answer::Json(match call.version {

@@ -107,12 +107,10 @@ async fn events(call: Call, id: String) -> HubResult<warp::reply::Response> {
         None => 0,
     };
     let p = call.rc.caller();
-    let slot = call.rc.ctx.acquire_subscriber(&id, &p)?;
     let events = call.rc.hub.subscribe(&p, &id, after).await?;
     let client = crate::api::SseClient::open();
     let (tx, rx) = tokio::sync::mpsc::channel::<warp::sse::Event>(64);
     tokio::spawn(async move {
-        let _slot = slot;
         let _client = client;
         let mut events = events;
         while let Some(item) = events.next().await {
