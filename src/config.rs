@@ -12,6 +12,8 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::store::{PostgresSettings, StoreKind, StoreSettings};
+
 /// One documented setting.
 pub struct Setting {
     /// Key in the TOML file and for `--set KEY=VALUE`.
@@ -349,45 +351,6 @@ pub enum Env {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StoreKind {
-    Redb,
-    Sqlite,
-    Postgres,
-}
-
-impl StoreKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            StoreKind::Redb => "redb",
-            StoreKind::Sqlite => "sqlite",
-            StoreKind::Postgres => "postgres",
-        }
-    }
-}
-
-/// Connection settings of the Postgres backend (plain data; the backend builds the client
-/// configuration from them).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PostgresSettings {
-    /// One connection URL or key=value string; wins over the separate fields.
-    pub url: Option<String>,
-    pub host: String,
-    pub port: u16,
-    /// Database; `None` = the user name.
-    pub db: Option<String>,
-    pub user: String,
-    pub password: Option<String>,
-    /// Schema holding the tables; a plain lower-case identifier.
-    pub schema: String,
-    /// TLS with certificate and host name verification.
-    pub tls: bool,
-    /// Extra trusted CA certificates (PEM) for TLS.
-    pub ca_file: Option<PathBuf>,
-    pub pool_size: usize,
-    pub timeout: Duration,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthMode {
     Auto,
     Required,
@@ -479,6 +442,18 @@ pub struct Config {
     pub max_queued_per_key: usize,
     /// Where each setting's value came from, for `check-config`.
     pub provenance: BTreeMap<&'static str, (String, &'static str)>,
+}
+
+/// The store's own settings, taken from the configuration (the one place they are built).
+impl From<&Config> for StoreSettings {
+    fn from(c: &Config) -> Self {
+        StoreSettings {
+            kind: c.store,
+            data_dir: c.data_dir.clone(),
+            auto_migrate: c.auto_migrate,
+            postgres: c.postgres.clone(),
+        }
+    }
 }
 
 /// One-line configuration error naming the setting.

@@ -98,7 +98,7 @@ enum Target {
 /// True when the store is a shared database (no process lock) and a server answers at
 /// `base`: a running server would not notice direct writes, so commands go through it.
 pub(super) async fn server_shares_the_store(config: &Config, base: &str) -> bool {
-    if config.store != crate::config::StoreKind::Postgres {
+    if config.store != crate::store::StoreKind::Postgres {
         return false;
     }
     let url = format!("{}/api/v1/openapi.json", base.trim_end_matches('/'));
@@ -121,7 +121,7 @@ async fn target(config: &Config, remote: &Remote) -> Result<Target, String> {
             token: remote.token.clone(),
         });
     }
-    match store::open(config).await {
+    match store::open(&config.into()).await {
         Ok(st) => {
             let catalog = crate::catalog::load(&config.catalog_dir).map_err(|e| e.to_string())?;
             let hub = Hub::open_admin(hub_config(config), st, catalog)

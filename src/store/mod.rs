@@ -22,6 +22,7 @@ pub mod migrations;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod redb;
+pub mod settings;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -30,6 +31,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::error::{ErrorCode, HubError};
 use crate::model::{
     AgentRecord, Event, IdempotencyRecord, RequestRecord, RequestState, SessionRecord,
 };
@@ -57,6 +59,25 @@ pub enum StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+pub use settings::{PostgresSettings, StoreKind, StoreSettings};
+
+/// A store failure as the hub reports it: unavailability is a 503 the client may retry (the
+/// detail goes to the log), anything else an internal error.
+impl From<StoreError> for HubError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(msg) => {
+                tracing::error!("store unavailable: {msg}");
+                HubError::new(
+                    ErrorCode::StoreUnavailable,
+                    "the store is unavailable; the request was not recorded, retry later",
+                )
+            }
+            other => HubError::internal(other),
+        }
+    }
+}
 
 /// The error of an [`Op::ClaimIdempotency`] that found a live record.
 pub fn idempotency_taken(scope: &str) -> StoreError {
@@ -389,25 +410,25 @@ pub trait Store: Send + Sync + 'static {
 pub type DynStore = Arc<dyn Store>;
 
 /// Opens the configured backend (for Postgres: connects, and migrates or checks the schema).
-pub async fn open(config: &crate::config::Config) -> StoreResult<DynStore> {
-    match config.store {
-        crate::config::StoreKind::Redb => {
-            let path = config.data_dir.join("a2a-mcp.redb");
+pub async fn open(settings: &StoreSettings) -> StoreResult<DynStore> {
+    match settings.kind {
+        StoreKind::Redb => {
+            let path = settings.data_dir.join("a2a-mcp.redb");
             Ok(Arc::new(redb::RedbStore::open(&path)?))
         }
-        crate::config::StoreKind::Sqlite => {
-            let path = config.data_dir.join(sqlite::FILE_NAME);
+        StoreKind::Sqlite => {
+            let path = settings.data_dir.join(sqlite::FILE_NAME);
             Ok(Arc::new(sqlite::SqliteStore::open(
                 &path,
-                config.auto_migrate,
+                settings.auto_migrate,
             )?))
         }
         #[cfg(feature = "postgres")]
-        crate::config::StoreKind::Postgres => Ok(Arc::new(
-            postgres::PostgresStore::open(&config.postgres, config.auto_migrate).await?,
+        StoreKind::Postgres => Ok(Arc::new(
+            postgres::PostgresStore::open(&settings.postgres, settings.auto_migrate).await?,
         )),
         #[cfg(not(feature = "postgres"))]
-        crate::config::StoreKind::Postgres => Err(StoreError::Other(
+        StoreKind::Postgres => Err(StoreError::Other(
             "this a2a-mcp was built without Postgres support (cargo feature `postgres`)".into(),
         )),
     }
@@ -416,7 +437,7 @@ pub async fn open(config: &crate::config::Config) -> StoreResult<DynStore> {
 /// `a2a-mcp migrate`: applies pending migrations (`status_only`: only reports) on the
 /// configured backend. redb has no migrations: its version is reported and nothing changes.
 pub async fn migrate(
-    config: &crate::config::Config,
+    settings: &StoreSettings,
     status_only: bool,
 ) -> StoreResult<migrations::Report> {
     let mode = if status_only {
@@ -424,9 +445,9 @@ pub async fn migrate(
     } else {
         migrations::Mode::Apply
     };
-    match config.store {
-        crate::config::StoreKind::Redb => {
-            let path = config.data_dir.join("a2a-mcp.redb");
+    match settings.kind {
+        StoreKind::Redb => {
+            let path = settings.data_dir.join("a2a-mcp.redb");
             let known = u32::try_from(redb::SCHEMA_VERSION).unwrap_or(u32::MAX);
             let version = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
             let changes_after = |v: u32| -> Vec<(u32, &'static str)> {
@@ -465,16 +486,16 @@ pub async fn migrate(
                 history: Vec::new(),
             })
         }
-        crate::config::StoreKind::Sqlite => {
-            let path = config.data_dir.join(sqlite::FILE_NAME);
+        StoreKind::Sqlite => {
+            let path = settings.data_dir.join(sqlite::FILE_NAME);
             tokio::task::spawn_blocking(move || sqlite::migrate(&path, mode))
                 .await
                 .map_err(|e| StoreError::Other(format!("migration task failed: {e}")))?
         }
         #[cfg(feature = "postgres")]
-        crate::config::StoreKind::Postgres => postgres::migrate(&config.postgres, mode).await,
+        StoreKind::Postgres => postgres::migrate(&settings.postgres, mode).await,
         #[cfg(not(feature = "postgres"))]
-        crate::config::StoreKind::Postgres => Err(StoreError::Other(
+        StoreKind::Postgres => Err(StoreError::Other(
             "this a2a-mcp was built without Postgres support (cargo feature `postgres`)".into(),
         )),
     }

@@ -48,7 +48,7 @@ use super::sqlite::{kind_columns, kind_from_columns, parse_source, parse_state, 
 use super::{
     Aux, ListOrder, Op, Record, RequestFilter, Store, StoreCounts, StoreError, StoreResult,
 };
-use crate::config::PostgresSettings;
+use super::PostgresSettings;
 use crate::metrics;
 use crate::model::{AgentRecord, Event, IdempotencyRecord, RequestRecord, SessionRecord};
 
