@@ -46,7 +46,8 @@ use tokio_postgres::{IsolationLevel, NoTls, Row};
 use super::migrations::{self, Applied, Mode, Report};
 use super::sqlite::{kind_columns, kind_from_columns, parse_source, parse_state, source_str};
 use super::{
-    Aux, ListOrder, Op, Record, RequestFilter, Store, StoreCounts, StoreError, StoreResult,
+    Aux, Leases, ListOrder, Op, Record, RequestFilter, Store, StoreCounts, StoreError,
+    StoreResult,
 };
 use super::PostgresSettings;
 use crate::metrics;
@@ -1537,6 +1538,25 @@ impl Store for PostgresStore {
         .await
     }
 
+    async fn close(&self) -> StoreResult<()> {
+        let tx = self.tx.lock().take();
+        if let Some(tx) = tx {
+            let (done_tx, done_rx) = oneshot::channel();
+            if tx.send(Msg::Close(done_tx)).is_ok() {
+                let _ = done_rx.await;
+            }
+        }
+        let task = self.task.lock().take();
+        if let Some(t) = task {
+            let _ = t.await;
+        }
+        self.pool.close();
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Leases for PostgresStore {
     fn shared(&self) -> bool {
         true
     }
@@ -1673,22 +1693,6 @@ impl Store for PostgresStore {
             )
             .await?;
         Ok(!rows.is_empty())
-    }
-
-    async fn close(&self) -> StoreResult<()> {
-        let tx = self.tx.lock().take();
-        if let Some(tx) = tx {
-            let (done_tx, done_rx) = oneshot::channel();
-            if tx.send(Msg::Close(done_tx)).is_ok() {
-                let _ = done_rx.await;
-            }
-        }
-        let task = self.task.lock().take();
-        if let Some(t) = task {
-            let _ = t.await;
-        }
-        self.pool.close();
-        Ok(())
     }
 }
 

@@ -26,6 +26,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavio
 use super::group_commit::{BatchWriter, GroupCommitter};
 use super::migrations::{self, Applied, Mode, Report};
 use super::{
+    Leases,
     Aux, ListOrder, Op, Record, RequestFilter, Store, StoreCounts, StoreError, StoreResult,
     idempotency_taken,
 };
@@ -728,6 +729,9 @@ impl SqliteStore {
         result
     }
 }
+
+/// One process owns the file: nothing is shared, so nothing is leased (the defaults).
+impl Leases for SqliteStore {}
 
 #[async_trait]
 impl Store for SqliteStore {
