@@ -17,6 +17,7 @@
 //! `a2a-mcp migrate`).
 
 pub mod codec;
+pub(crate) mod columns;
 pub mod group_commit;
 pub mod leases;
 pub mod migrations;
