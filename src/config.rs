@@ -809,7 +809,7 @@ impl Config {
                 }
                 d
             },
-            egress_allowed_networks: crate::egress::parse_networks(
+            egress_allowed_networks: crate::net::egress::parse_networks(
                 &raw.list("egress_allowed_networks"),
             )
             .map_err(|e| {

@@ -147,7 +147,7 @@ pub(super) async fn call(
     body: Option<Value>,
 ) -> Result<Value, String> {
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build::<_, Full<bytes::Bytes>>(crate::a2a::client::https_connector()?);
+        .build::<_, Full<bytes::Bytes>>(crate::net::http_client::https_connector()?);
     let mut req = http::Request::builder()
         .method(method)
         .uri(&url)

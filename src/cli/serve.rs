@@ -18,7 +18,7 @@ use crate::store::{self, StoreError};
 
 /// The hub configuration derived from the server configuration.
 pub fn hub_config(config: &Config) -> HubConfig {
-    let egress = Arc::new(crate::egress::EgressPolicy::new(
+    let egress = Arc::new(crate::net::egress::EgressPolicy::new(
         config.egress_allowed_networks.clone(),
     ));
     HubConfig {

@@ -2,7 +2,7 @@
 //! with and reports the moment it is revoked or expires, so a WebSocket, an SSE stream or an
 //! A2A task stream cannot outlive the key that authorised it.
 //!
-//! It never reads the store. It looks at the hub's key cache (`security.rs`) again whenever
+//! It never reads the store. It looks at the hub's key cache (`security/keys.rs`) again whenever
 //! that cache changes — a watch channel bumped by every key write of this process (at once)
 //! and by every reload of the cache: the `key-cache` worker every `A2A_KEY_REFRESH`, and at
 //! once when another replica announces a key change over Redis — and it wakes by itself at the

@@ -11,17 +11,16 @@
 //! terminal event are committed together. The job pump of a running request is the only
 //! writer of that request's state, which is what makes a canceled job stay canceled.
 
-mod a2a;
 mod backups;
 mod cluster;
 mod invoke;
 mod key_guard;
-pub mod push;
 pub mod registry;
 mod scheduler;
 pub mod security;
 mod stream;
 mod sweeper;
+pub mod tasks;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -39,6 +38,8 @@ pub use key_guard::KeyGuard;
 pub use registry::AgentEntry;
 pub use security::AuthStatus;
 pub use stream::EventStream;
+/// The push config types the A2A adapter takes and renders.
+pub use tasks::push;
 
 use crate::bus::Bus;
 use crate::catalog::Catalog;
@@ -91,9 +92,9 @@ pub struct HubConfig {
     /// Redis for the event relay and shared rate limits (shared store only).
     pub redis_url: Option<String>,
     pub redis_prefix: String,
-    /// Where outgoing requests (push webhooks, card imports) may go (`crate::egress`); the
+    /// Where outgoing requests (push webhooks, card imports) may go (`crate::net::egress`); the
     /// same policy is in `executor_env` for `a2a` agents.
-    pub egress: Arc<crate::egress::EgressPolicy>,
+    pub egress: Arc<crate::net::egress::EgressPolicy>,
 }
 
 /// A cheap, cloneable handle to the hub.
@@ -131,9 +132,9 @@ pub(crate) struct HubInner {
     hub_url: parking_lot::RwLock<Option<String>>,
     /// One snapshot at a time.
     backup_lock: tokio::sync::Mutex<()>,
-    /// A2A push notification delivery (`push.rs`).
-    push: push::PushState,
-    /// Several replicas on a shared store (`cluster.rs`); `None` on an embedded store.
+    /// A2A push notification delivery (`tasks/push.rs`).
+    push: tasks::push::PushState,
+    /// Several replicas on a shared store (`cluster/`); `None` on an embedded store.
     cluster: Option<cluster::ClusterState>,
 }
 
@@ -214,7 +215,7 @@ impl Hub {
             #[cfg(feature = "redis")]
             let redis = match &cfg.redis_url {
                 Some(url) => Some(
-                    crate::cluster::RedisLink::new(url, &cfg.redis_prefix, &id)
+                    cluster::redis::RedisLink::new(url, &cfg.redis_prefix, &id)
                         .map_err(|e| HubError::new(ErrorCode::InvalidParams, e))?,
                 ),
                 None => None,
