@@ -33,7 +33,10 @@ pub struct KeyGuard {
 impl Hub {
     /// Tells every [`KeyGuard`] that the key cache changed (they look again).
     pub(crate) fn keys_changed(&self) {
-        self.inner.key_epoch.send_modify(|e| *e = e.wrapping_add(1));
+        self.inner
+            .security
+            .key_epoch
+            .send_modify(|e| *e = e.wrapping_add(1));
     }
 
     /// A guard for the key `principal` authenticated with; `None` for principals without a
@@ -44,7 +47,7 @@ impl Hub {
             hub: self.clone(),
             key_id,
             hash: None,
-            epoch: self.inner.key_epoch.subscribe(),
+            epoch: self.inner.security.key_epoch.subscribe(),
             revoked: false,
             expires_at: None,
         };

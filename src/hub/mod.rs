@@ -126,8 +126,6 @@ pub(crate) struct HubInner {
     started_at: i64,
     ready: AtomicBool,
     security: security::SecurityState,
-    /// Bumped whenever the key cache changes; stream [`KeyGuard`]s watch it.
-    key_epoch: tokio::sync::watch::Sender<u64>,
     /// Base URL of this hub's API listener, for agent callbacks (set once it is bound).
     hub_url: parking_lot::RwLock<Option<String>>,
     /// One snapshot at a time.
@@ -268,7 +266,6 @@ impl Hub {
             started_at: now_ms(),
             ready: AtomicBool::new(false),
             security,
-            key_epoch: tokio::sync::watch::channel(0).0,
             hub_url: parking_lot::RwLock::new(None),
             backup_lock: tokio::sync::Mutex::new(()),
             push: Default::default(),

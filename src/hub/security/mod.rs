@@ -86,6 +86,8 @@ pub(crate) struct SecurityState {
     marker_stored: AtomicBool,
     /// Refusals waiting for the next `denial-audit` flush.
     denials: parking_lot::Mutex<DenialTally>,
+    /// Bumped whenever the key cache changes; stream [`KeyGuard`](super::KeyGuard)s watch it.
+    pub(in crate::hub) key_epoch: watch::Sender<u64>,
 }
 
 impl SecurityState {
@@ -106,6 +108,7 @@ impl SecurityState {
             keys_ever: AtomicBool::new(false),
             marker_stored: AtomicBool::new(false),
             denials: parking_lot::Mutex::new(DenialTally::new(DENIAL_SUBJECTS_PER_WINDOW)),
+            key_epoch: watch::channel(0).0,
         }
     }
 }
