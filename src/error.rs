@@ -111,21 +111,6 @@ impl HubError {
     }
 }
 
-impl From<crate::store::StoreError> for HubError {
-    fn from(e: crate::store::StoreError) -> Self {
-        match e {
-            crate::store::StoreError::Unavailable(msg) => {
-                tracing::error!("store unavailable: {msg}");
-                HubError::new(
-                    ErrorCode::StoreUnavailable,
-                    "the store is unavailable; the request was not recorded, retry later",
-                )
-            }
-            other => HubError::internal(other),
-        }
-    }
-}
-
 pub type HubResult<T> = Result<T, HubError>;
 
 #[cfg(test)]

@@ -115,7 +115,7 @@ pub enum ExecutorSpec {
     Builtin { name: String },
     /// A local program speaking NDJSON on stdout (DESIGN.md §4).
     Process(ProcessSpec),
-    /// A remote A2A agent (`src/executor/a2a.rs`).
+    /// A remote A2A agent (`src/executor/remote_a2a.rs`).
     A2a(A2aSpec),
 }
 

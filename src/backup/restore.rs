@@ -16,9 +16,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{BackupError, BackupResult, Manifest, read, verify};
-use crate::config::{Config, StoreKind};
+use crate::config::Config;
 use crate::model::now_ms;
-use crate::store::{DynStore, Record, StoreError};
+use crate::store::{DynStore, Record, StoreError, StoreKind};
 
 const BATCH: usize = 2000;
 /// How often a restore reports the records written so far.

@@ -98,7 +98,7 @@ enum Target {
 /// True when the store is a shared database (no process lock) and a server answers at
 /// `base`: a running server would not notice direct writes, so commands go through it.
 pub(super) async fn server_shares_the_store(config: &Config, base: &str) -> bool {
-    if config.store != crate::config::StoreKind::Postgres {
+    if config.store != crate::store::StoreKind::Postgres {
         return false;
     }
     let url = format!("{}/api/v1/openapi.json", base.trim_end_matches('/'));
@@ -121,7 +121,7 @@ async fn target(config: &Config, remote: &Remote) -> Result<Target, String> {
             token: remote.token.clone(),
         });
     }
-    match store::open(config).await {
+    match store::open(&config.into()).await {
         Ok(st) => {
             let catalog = crate::catalog::load(&config.catalog_dir).map_err(|e| e.to_string())?;
             let hub = Hub::open_admin(hub_config(config), st, catalog)
@@ -147,7 +147,7 @@ pub(super) async fn call(
     body: Option<Value>,
 ) -> Result<Value, String> {
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build::<_, Full<bytes::Bytes>>(crate::a2a::client::https_connector()?);
+        .build::<_, Full<bytes::Bytes>>(crate::net::http_client::https_connector()?);
     let mut req = http::Request::builder()
         .method(method)
         .uri(&url)

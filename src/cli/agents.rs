@@ -109,7 +109,7 @@ pub async fn run(config: Config, cmd: AgentsCommand) -> Exit {
     if super::admin::server_shares_the_store(&config, &base).await {
         return online(&base, cmd).await;
     }
-    match store::open(&config).await {
+    match store::open(&(&config).into()).await {
         Ok(st) => {
             let catalog = match crate::catalog::load(&config.catalog_dir) {
                 Ok(c) => c,

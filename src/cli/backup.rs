@@ -282,9 +282,9 @@ async fn restore(
 
 fn store_name(config: &Config) -> &'static str {
     match config.store {
-        crate::config::StoreKind::Redb => "redb",
-        crate::config::StoreKind::Sqlite => "sqlite",
-        crate::config::StoreKind::Postgres => "postgres",
+        crate::store::StoreKind::Redb => "redb",
+        crate::store::StoreKind::Sqlite => "sqlite",
+        crate::store::StoreKind::Postgres => "postgres",
     }
 }
 
@@ -298,7 +298,7 @@ async fn create(config: Config, dir: Option<PathBuf>, remote: Remote) -> Exit {
     let opened = if dir.is_none() && super::admin::server_shares_the_store(&config, &base).await {
         Err(StoreError::Locked("a server runs on this database".into()))
     } else {
-        store::open(&config).await
+        store::open(&(&config).into()).await
     };
     match opened {
         Ok(st) => {

@@ -13,7 +13,7 @@ use serde_json::Value;
 use sse_stream::SseStream;
 
 pub struct McpHttp {
-    client: Client<crate::a2a::client::Connector, Full<Bytes>>,
+    client: Client<crate::net::http_client::Connector, Full<Bytes>>,
     url: http::Uri,
     token: Option<String>,
     session: Mutex<Option<String>>,
@@ -38,7 +38,7 @@ impl McpHttp {
             _ => return Err(format!("{url:?}: expected an http:// or https:// URL")),
         }
         // https: the system's roots, or a private CA through SSL_CERT_FILE.
-        let connector = crate::a2a::client::https_connector()?;
+        let connector = crate::net::http_client::https_connector()?;
         let client = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(64)
             .build(connector);

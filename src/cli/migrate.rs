@@ -10,11 +10,11 @@
 //! A schema newer than this build is refused, naming both versions (exit 1).
 
 use super::Exit;
-use crate::config::{Config, StoreKind};
-use crate::store::{self, StoreError};
+use crate::config::Config;
+use crate::store::{self, StoreError, StoreKind, StoreSettings};
 
 pub async fn run(config: Config, status_only: bool, json: bool) -> Exit {
-    match store::migrate(&config, status_only).await {
+    match store::migrate(&StoreSettings::from(&config), status_only).await {
         Ok(report) => {
             if json {
                 match serde_json::to_string_pretty(&report) {

@@ -18,7 +18,7 @@ use crate::store::{self, StoreError};
 
 /// The hub configuration derived from the server configuration.
 pub fn hub_config(config: &Config) -> HubConfig {
-    let egress = Arc::new(crate::egress::EgressPolicy::new(
+    let egress = Arc::new(crate::net::egress::EgressPolicy::new(
         config.egress_allowed_networks.clone(),
     ));
     HubConfig {
@@ -74,7 +74,7 @@ pub async fn open_hub(config: &Config) -> Result<Hub, String> {
         )
     })?;
     crate::backup::secure_dir(&config.backup_dir).map_err(|e| e.to_string())?;
-    let store = store::open(config).await.map_err(|e| match e {
+    let store = store::open(&config.into()).await.map_err(|e| match e {
         StoreError::Locked(m) | StoreError::TooNew(m) => m,
         other => format!("cannot open the store: {other}"),
     })?;
@@ -121,7 +121,7 @@ fn summary(config: &Config, hub: &Hub, api: Option<&Listener>, ops: Option<&List
     line(
         "store",
         match config.store {
-            crate::config::StoreKind::Postgres => {
+            crate::store::StoreKind::Postgres => {
                 format!("postgres, schema {}", config.postgres.schema)
             }
             _ => format!("{} in {}", hub.store_backend(), shown(&config.data_dir)),

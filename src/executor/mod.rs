@@ -10,9 +10,9 @@
 //! future. Remote kinds (`a2a`, `http`, `mcp`) fit the same trait: they stream chunks into
 //! the sink and forward cancellation to their peer.
 
-pub mod a2a;
 pub mod builtin;
 pub mod process;
+pub mod remote_a2a;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -94,7 +94,7 @@ pub struct ExecutorEnv {
     /// Default working directory of process agents.
     pub work_dir: PathBuf,
     /// Where remote executors (`a2a`) may send requests (`A2A_EGRESS_ALLOWED_NETWORKS`).
-    pub egress: Arc<crate::egress::EgressPolicy>,
+    pub egress: Arc<crate::net::egress::EgressPolicy>,
     /// Offer the builtin `echo` helper (`A2A_BUILTIN_ECHO`).
     pub builtin_echo: bool,
     /// Default rlimits of process agents (`A2A_PROCESS_LIMITS`); an agent's own `limits` win.
@@ -118,7 +118,7 @@ pub fn build(spec: &AgentSpec, env: &ExecutorEnv) -> Result<Arc<dyn Executor>, S
     match &spec.executor {
         ExecutorSpec::Builtin { name } => builtin::build(name, env),
         ExecutorSpec::Process(p) => Ok(Arc::new(process::ProcessExecutor::new(p.clone(), env)?)),
-        ExecutorSpec::A2a(a) => Ok(Arc::new(a2a::A2aExecutor::new(
+        ExecutorSpec::A2a(a) => Ok(Arc::new(remote_a2a::A2aExecutor::new(
             a.clone(),
             env.egress.clone(),
         )?)),

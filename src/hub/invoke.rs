@@ -337,7 +337,7 @@ impl Hub {
         }
         let mut push_config = None;
         if let Some(t) = task {
-            ops.push(super::a2a::first_message_op(&rec, t.message)?);
+            ops.push(super::tasks::history::first_message_op(&rec, t.message)?);
             if let Some(new) = t.push {
                 let (cfg, cfg_ops) = self.first_push_config(principal, &rec.id, new)?;
                 ops.extend(cfg_ops);

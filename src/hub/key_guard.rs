@@ -2,7 +2,7 @@
 //! with and reports the moment it is revoked or expires, so a WebSocket, an SSE stream or an
 //! A2A task stream cannot outlive the key that authorised it.
 //!
-//! It never reads the store. It looks at the hub's key cache (`security.rs`) again whenever
+//! It never reads the store. It looks at the hub's key cache (`security/keys.rs`) again whenever
 //! that cache changes — a watch channel bumped by every key write of this process (at once)
 //! and by every reload of the cache: the `key-cache` worker every `A2A_KEY_REFRESH`, and at
 //! once when another replica announces a key change over Redis — and it wakes by itself at the
@@ -33,7 +33,10 @@ pub struct KeyGuard {
 impl Hub {
     /// Tells every [`KeyGuard`] that the key cache changed (they look again).
     pub(crate) fn keys_changed(&self) {
-        self.inner.key_epoch.send_modify(|e| *e = e.wrapping_add(1));
+        self.inner
+            .security
+            .key_epoch
+            .send_modify(|e| *e = e.wrapping_add(1));
     }
 
     /// A guard for the key `principal` authenticated with; `None` for principals without a
@@ -44,7 +47,7 @@ impl Hub {
             hub: self.clone(),
             key_id,
             hash: None,
-            epoch: self.inner.key_epoch.subscribe(),
+            epoch: self.inner.security.key_epoch.subscribe(),
             revoked: false,
             expires_at: None,
         };

@@ -11,18 +11,17 @@
 //! terminal event are committed together. The job pump of a running request is the only
 //! writer of that request's state, which is what makes a canceled job stay canceled.
 
-mod a2a;
 mod backups;
 mod cluster;
 mod invoke;
 mod key_guard;
 mod named_session;
-pub mod push;
 pub mod registry;
 mod scheduler;
 pub mod security;
 mod stream;
 mod sweeper;
+pub mod tasks;
 mod wait;
 
 use std::collections::{BTreeMap, HashMap};
@@ -41,6 +40,8 @@ pub use key_guard::KeyGuard;
 pub use registry::AgentEntry;
 pub use security::AuthStatus;
 pub use stream::EventStream;
+/// The push config types the A2A adapter takes and renders.
+pub use tasks::push;
 pub use wait::Waited;
 
 use crate::bus::Bus;
@@ -98,9 +99,9 @@ pub struct HubConfig {
     /// Redis for the event relay and shared rate limits (shared store only).
     pub redis_url: Option<String>,
     pub redis_prefix: String,
-    /// Where outgoing requests (push webhooks, card imports) may go (`crate::egress`); the
+    /// Where outgoing requests (push webhooks, card imports) may go (`crate::net::egress`); the
     /// same policy is in `executor_env` for `a2a` agents.
-    pub egress: Arc<crate::egress::EgressPolicy>,
+    pub egress: Arc<crate::net::egress::EgressPolicy>,
 }
 
 /// A cheap, cloneable handle to the hub.
@@ -132,17 +133,15 @@ pub(crate) struct HubInner {
     started_at: i64,
     ready: AtomicBool,
     security: security::SecurityState,
-    /// Bumped whenever the key cache changes; stream [`KeyGuard`]s watch it.
-    key_epoch: tokio::sync::watch::Sender<u64>,
     /// Base URL of this hub's API listener, for agent callbacks (set once it is bound).
     hub_url: parking_lot::RwLock<Option<String>>,
     /// One snapshot at a time.
     backup_lock: tokio::sync::Mutex<()>,
-    /// A2A push notification delivery (`push.rs`).
-    push: push::PushState,
+    /// A2A push notification delivery (`tasks/push.rs`).
+    push: tasks::push::PushState,
     /// Open subscriptions per request and per caller (`stream.rs`).
     subscribers: stream::Subscribers,
-    /// Several replicas on a shared store (`cluster.rs`); `None` on an embedded store.
+    /// Several replicas on a shared store (`cluster/`); `None` on an embedded store.
     cluster: Option<cluster::ClusterState>,
 }
 
@@ -223,7 +222,7 @@ impl Hub {
             #[cfg(feature = "redis")]
             let redis = match &cfg.redis_url {
                 Some(url) => Some(
-                    crate::cluster::RedisLink::new(url, &cfg.redis_prefix, &id)
+                    cluster::redis::RedisLink::new(url, &cfg.redis_prefix, &id)
                         .map_err(|e| HubError::new(ErrorCode::InvalidParams, e))?,
                 ),
                 None => None,
@@ -276,7 +275,6 @@ impl Hub {
             started_at: now_ms(),
             ready: AtomicBool::new(false),
             security,
-            key_epoch: tokio::sync::watch::channel(0).0,
             hub_url: parking_lot::RwLock::new(None),
             backup_lock: tokio::sync::Mutex::new(()),
             push: Default::default(),

@@ -3,7 +3,7 @@
 //!
 //! This module holds the *rules* as plain functions and data; the hub calls them (every hub
 //! method authorises its caller) and owns persistence. Transports only turn credentials into a
-//! [`Principal`] (see `hub::security::Hub::authenticate`).
+//! [`Principal`] (see `Hub::authenticate` in `hub::security::authn`).
 //!
 //! Roles (DESIGN.md §6): `admin` everything; `operator` agents, permissions, all requests;
 //! `invoker` invoke/handoff and its own requests and sessions; `viewer` read-only.

@@ -17,19 +17,21 @@
 //! `a2a-mcp migrate`).
 
 pub mod codec;
+pub(crate) mod columns;
 pub mod group_commit;
+pub mod leases;
 pub mod migrations;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod redb;
+pub mod settings;
 pub mod sqlite;
 
 use std::sync::Arc;
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 
+use crate::error::{ErrorCode, HubError};
 use crate::model::{
     AgentRecord, Event, IdempotencyRecord, RequestRecord, RequestState, SessionRecord,
 };
@@ -57,6 +59,26 @@ pub enum StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+pub use leases::Leases;
+pub use settings::{PostgresSettings, StoreKind, StoreSettings};
+
+/// A store failure as the hub reports it: unavailability is a 503 the client may retry (the
+/// detail goes to the log), anything else an internal error.
+impl From<StoreError> for HubError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(msg) => {
+                tracing::error!("store unavailable: {msg}");
+                HubError::new(
+                    ErrorCode::StoreUnavailable,
+                    "the store is unavailable; the request was not recorded, retry later",
+                )
+            }
+            other => HubError::internal(other),
+        }
+    }
+}
 
 /// The error of an [`Op::ClaimIdempotency`] that found a live record.
 pub fn idempotency_taken(scope: &str) -> StoreError {
@@ -212,7 +234,7 @@ pub struct StoreCounts {
 }
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: Leases + Send + Sync + 'static {
     /// Backend name (`redb`, ...).
     fn backend(&self) -> &'static str;
 
@@ -291,97 +313,6 @@ pub trait Store: Send + Sync + 'static {
     async fn counts(&self) -> StoreResult<StoreCounts>;
     /// Cheap liveness probe.
     async fn ping(&self) -> StoreResult<()>;
-    // ---- Several replicas on one shared store (Postgres). The embedded stores serve one
-    // process and keep these defaults: nothing is shared, so nothing is leased.
-
-    /// True when several processes may use this store at once.
-    fn shared(&self) -> bool {
-        false
-    }
-
-    /// From now on, requests this process writes in an active state are leased to `owner`
-    /// for `ttl`, and a write to a request leased to someone else fails.
-    fn set_lease_owner(&self, _owner: &str, _ttl: Duration) {}
-
-    /// Extends every lease of `owner` to `until_ms`; returns the active requests it owns, each
-    /// with the reason of a cancel another replica asked for.
-    async fn renew_leases(
-        &self,
-        _owner: &str,
-        _until_ms: i64,
-    ) -> StoreResult<Vec<(String, Option<String>)>> {
-        Ok(Vec::new())
-    }
-
-    /// Takes over (leases to `owner` until `until_ms`) at most `limit` active requests whose
-    /// lease ran out before `now_ms` or that have none; with `own`, also those already leased
-    /// to `owner` (a restart under the same replica id). Oldest first.
-    async fn claim_expired(
-        &self,
-        _owner: &str,
-        _own: bool,
-        _until_ms: i64,
-        _now_ms: i64,
-        _limit: usize,
-    ) -> StoreResult<Vec<RequestRecord>> {
-        Ok(Vec::new())
-    }
-
-    /// Takes over (leases to `owner` until `until_ms`) at most `limit` queued requests of
-    /// other replicas for one of `agents`, created before `before_ms`, oldest first, skipping
-    /// rows another replica is claiming: an idle replica helping a busy one. The old owner's
-    /// next write of such a request fails (the lease moved), so it is never run twice.
-    async fn steal_queued(
-        &self,
-        _owner: &str,
-        _agents: &[String],
-        _until_ms: i64,
-        _before_ms: i64,
-        _limit: usize,
-    ) -> StoreResult<Vec<RequestRecord>> {
-        Ok(Vec::new())
-    }
-
-    /// Lets every lease of `owner` run out now (a replica shutting down hands its leftover
-    /// work to the others). Returns how many requests it released.
-    async fn release_leases(&self, _owner: &str) -> StoreResult<u64> {
-        Ok(0)
-    }
-
-    /// Takes over one active request if its lease ran out (or it has none).
-    async fn claim_request(
-        &self,
-        _id: &str,
-        _owner: &str,
-        _until_ms: i64,
-        _now_ms: i64,
-    ) -> StoreResult<Option<RequestRecord>> {
-        Ok(None)
-    }
-
-    /// The lease of a request: (owner, expiry in ms).
-    async fn lease_of(&self, _id: &str) -> StoreResult<Option<(String, i64)>> {
-        Ok(None)
-    }
-
-    /// Asks the owner of an active request to cancel it (seen at its next renewal). False
-    /// when the request is not active.
-    async fn request_cancel(&self, _id: &str, _reason: &str) -> StoreResult<bool> {
-        Ok(false)
-    }
-
-    /// Whether `owner` holds, or now takes, the leadership `name` until `until_ms` (a
-    /// leadership is free once it expired before `now_ms`). Always true when not shared.
-    async fn try_lead(
-        &self,
-        _name: &str,
-        _owner: &str,
-        _until_ms: i64,
-        _now_ms: i64,
-    ) -> StoreResult<bool> {
-        Ok(true)
-    }
-
     /// Flushes and releases the store (the writer thread stops).
     async fn close(&self) -> StoreResult<()>;
 }
@@ -389,25 +320,25 @@ pub trait Store: Send + Sync + 'static {
 pub type DynStore = Arc<dyn Store>;
 
 /// Opens the configured backend (for Postgres: connects, and migrates or checks the schema).
-pub async fn open(config: &crate::config::Config) -> StoreResult<DynStore> {
-    match config.store {
-        crate::config::StoreKind::Redb => {
-            let path = config.data_dir.join("a2a-mcp.redb");
+pub async fn open(settings: &StoreSettings) -> StoreResult<DynStore> {
+    match settings.kind {
+        StoreKind::Redb => {
+            let path = settings.data_dir.join("a2a-mcp.redb");
             Ok(Arc::new(redb::RedbStore::open(&path)?))
         }
-        crate::config::StoreKind::Sqlite => {
-            let path = config.data_dir.join(sqlite::FILE_NAME);
+        StoreKind::Sqlite => {
+            let path = settings.data_dir.join(sqlite::FILE_NAME);
             Ok(Arc::new(sqlite::SqliteStore::open(
                 &path,
-                config.auto_migrate,
+                settings.auto_migrate,
             )?))
         }
         #[cfg(feature = "postgres")]
-        crate::config::StoreKind::Postgres => Ok(Arc::new(
-            postgres::PostgresStore::open(&config.postgres, config.auto_migrate).await?,
+        StoreKind::Postgres => Ok(Arc::new(
+            postgres::PostgresStore::open(&settings.postgres, settings.auto_migrate).await?,
         )),
         #[cfg(not(feature = "postgres"))]
-        crate::config::StoreKind::Postgres => Err(StoreError::Other(
+        StoreKind::Postgres => Err(StoreError::Other(
             "this a2a-mcp was built without Postgres support (cargo feature `postgres`)".into(),
         )),
     }
@@ -416,7 +347,7 @@ pub async fn open(config: &crate::config::Config) -> StoreResult<DynStore> {
 /// `a2a-mcp migrate`: applies pending migrations (`status_only`: only reports) on the
 /// configured backend. redb has no migrations: its version is reported and nothing changes.
 pub async fn migrate(
-    config: &crate::config::Config,
+    settings: &StoreSettings,
     status_only: bool,
 ) -> StoreResult<migrations::Report> {
     let mode = if status_only {
@@ -424,9 +355,9 @@ pub async fn migrate(
     } else {
         migrations::Mode::Apply
     };
-    match config.store {
-        crate::config::StoreKind::Redb => {
-            let path = config.data_dir.join("a2a-mcp.redb");
+    match settings.kind {
+        StoreKind::Redb => {
+            let path = settings.data_dir.join("a2a-mcp.redb");
             let known = u32::try_from(redb::SCHEMA_VERSION).unwrap_or(u32::MAX);
             let version = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
             let changes_after = |v: u32| -> Vec<(u32, &'static str)> {
@@ -465,16 +396,16 @@ pub async fn migrate(
                 history: Vec::new(),
             })
         }
-        crate::config::StoreKind::Sqlite => {
-            let path = config.data_dir.join(sqlite::FILE_NAME);
+        StoreKind::Sqlite => {
+            let path = settings.data_dir.join(sqlite::FILE_NAME);
             tokio::task::spawn_blocking(move || sqlite::migrate(&path, mode))
                 .await
                 .map_err(|e| StoreError::Other(format!("migration task failed: {e}")))?
         }
         #[cfg(feature = "postgres")]
-        crate::config::StoreKind::Postgres => postgres::migrate(&config.postgres, mode).await,
+        StoreKind::Postgres => postgres::migrate(&settings.postgres, mode).await,
         #[cfg(not(feature = "postgres"))]
-        crate::config::StoreKind::Postgres => Err(StoreError::Other(
+        StoreKind::Postgres => Err(StoreError::Other(
             "this a2a-mcp was built without Postgres support (cargo feature `postgres`)".into(),
         )),
     }

@@ -25,7 +25,7 @@ use redb::{
 use super::codec::{decode, decode_json, encode, encode_json};
 use super::group_commit::{BatchWriter, GroupCommitter};
 use super::{
-    Aux, ListOrder, Op, Record, RequestFilter, Store, StoreCounts, StoreError, StoreResult,
+    Aux, Leases, ListOrder, Op, Record, RequestFilter, Store, StoreCounts, StoreError, StoreResult,
     idempotency_taken,
 };
 use crate::model::{AgentRecord, Event, IdempotencyRecord, RequestRecord, SessionRecord};
@@ -407,6 +407,9 @@ impl RedbStore {
         }
     }
 }
+
+/// One process owns the file: nothing is shared, so nothing is leased (the defaults).
+impl Leases for RedbStore {}
 
 #[async_trait]
 impl Store for RedbStore {

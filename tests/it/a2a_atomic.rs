@@ -84,7 +84,9 @@ async fn send_message_killed_mid_flight_leaves_whole_tasks_or_nothing() {
 
     // Read what the crash left.
     let config = test_config(dir.path(), &[]);
-    let store = a2a_mcp::store::open(&config).await.expect("open store");
+    let store = a2a_mcp::store::open(&(&config).into())
+        .await
+        .expect("open store");
     let requests = store.list_requests(&Default::default()).await.unwrap();
     let ids: std::collections::HashSet<&str> = requests.iter().map(|r| r.id.as_str()).collect();
     for id in &acked {

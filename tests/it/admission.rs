@@ -202,7 +202,7 @@ async fn a_store_with_keys_but_no_marker_gets_one_at_start() {
     let dir = th.stop().await;
     // A store written before the marker existed: keys, no marker.
     let config = test_config(dir.path(), &[]);
-    let store = a2a_mcp::store::open(&config).await.unwrap();
+    let store = a2a_mcp::store::open(&(&config).into()).await.unwrap();
     store
         .write(vec![Op::DeleteAux {
             table: Aux::ApiKeys,

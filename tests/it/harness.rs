@@ -73,7 +73,9 @@ impl TestHub {
     /// Starts on an existing state directory (for restart tests).
     pub async fn start_in(dir: Arc<tempfile::TempDir>, extra: &[(&str, &str)]) -> TestHub {
         let config = Arc::new(test_config(dir.path(), extra));
-        let store = a2a_mcp::store::open(&config).await.expect("open store");
+        let store = a2a_mcp::store::open(&(&*config).into())
+            .await
+            .expect("open store");
         let catalog = a2a_mcp::catalog::load(&config.catalog_dir).expect("catalog");
         let hub = Hub::start(a2a_mcp::cli::hub_config(&config), store, catalog)
             .await

@@ -387,7 +387,7 @@ async fn redb_migrate_reports_and_changes_nothing() {
 #[cfg(feature = "postgres")]
 pub mod pg {
     use super::*;
-    use a2a_mcp::config::PostgresSettings;
+    use a2a_mcp::store::PostgresSettings;
     use a2a_mcp::store::Store;
     use a2a_mcp::store::postgres::PostgresStore;
 

@@ -1,4 +1,4 @@
-//! Hub ↔ A2A shapes (1.0; the 0.3 forms come from [`crate::a2a::v03`] at the edge).
+//! Hub ↔ A2A shapes (1.0; the 0.3 forms come from [`crate::protocol::v03`] at the edge).
 //!
 //! - A message's parts become a capability input ([`message_to_input`]).
 //! - A request record (+ its stored events and messages) becomes a Task ([`task_view`]).
@@ -14,8 +14,8 @@
 use serde_json::{Map, Value, json};
 
 use super::jsonrpc::RpcError;
-use crate::a2a::{self, TaskState, code};
 use crate::model::{Event, EventKind, RequestRecord, RequestState, rfc3339};
+use crate::protocol::{self as a2a, TaskState, code};
 
 /// Artifact that carries the streamed chunks.
 pub const OUTPUT_ARTIFACT: &str = "output";

@@ -10,8 +10,8 @@
 
 use serde_json::{Value, json};
 
-use crate::a2a::{ERROR_DOMAIN, ERROR_INFO_TYPE, Method, Version, code};
 use crate::error::{ErrorCode, HubError};
+use crate::protocol::{ERROR_DOMAIN, ERROR_INFO_TYPE, Method, Version, code};
 
 /// An error to send as a JSON-RPC error object.
 #[derive(Debug, Clone)]

@@ -33,11 +33,11 @@ use warp::filters::BoxedFilter;
 
 use self::jsonrpc::RpcError;
 use super::{ApiContext, ReqCtx, error_response, json_response};
-use crate::a2a::{Method, Version, code, v03};
 use crate::error::{ErrorCode, HubError};
 use crate::hub::{AgentEntry, EventStream};
 use crate::metrics;
 use crate::model::{Principal, RequestRecord};
+use crate::protocol::{Method, Version, code, v03};
 
 type Resp = warp::reply::Response;
 
@@ -254,13 +254,13 @@ async fn handle_rpc(
         }
     };
     let requested = headers
-        .get(crate::a2a::VERSION_HEADER)
+        .get(crate::protocol::VERSION_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
         .or_else(|| {
             query
                 .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(crate::a2a::VERSION_HEADER))
+                .find(|(k, _)| k.eq_ignore_ascii_case(crate::protocol::VERSION_HEADER))
                 .map(|(_, v)| v.clone())
         });
     let (method, version) = match jsonrpc::select(&env.method, requested.as_deref()) {

@@ -5,8 +5,8 @@ use serde_json::{Value, json};
 
 use super::jsonrpc::RpcError;
 use super::{Answer, Call, convert, task_record};
-use crate::a2a::{Version, code, v03};
 use crate::hub::push::NewPushConfig;
+use crate::protocol::{Version, code, v03};
 
 pub(super) fn new_push_config(v: &Value) -> Result<NewPushConfig, RpcError> {
     let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);

@@ -11,9 +11,9 @@ use super::{
     Answer, Call, StreamStart, convert, history_length, params_as, render_task, stream_plan,
     task_record,
 };
-use crate::a2a::{Version, code, v03};
 use crate::error::ErrorCode;
 use crate::hub::{InvokeArgs, TaskStart};
+use crate::protocol::{Version, code, v03};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -12,8 +12,8 @@ use super::{
     Answer, Call, DEFAULT_PAGE, MAX_COUNT, MAX_PAGE, StreamStart, convert, history_length,
     params_as, render_task, shape_task, stream_plan, task_record,
 };
-use crate::a2a::{TaskState, code};
 use crate::model::RequestRecord;
+use crate::protocol::{TaskState, code};
 use crate::store::RequestFilter;
 
 #[derive(Deserialize)]

@@ -83,7 +83,9 @@ pub async fn audit_log(c: &Call<'_>, a: AuditArgs) -> HubResult<Value> {
 
 pub async fn create_backup(c: &Call<'_>, _: NoArgs) -> HubResult<Value> {
     let s = c.hub().create_backup(&c.p).await?;
-    Ok(crate::api::views::to_json(&crate::api::views::BackupView::from(&s)))
+    Ok(crate::api::views::to_json(
+        &crate::api::views::BackupView::from(&s),
+    ))
 }
 
 pub async fn list_backups(c: &Call<'_>, a: ListBackupsArgs) -> HubResult<Value> {

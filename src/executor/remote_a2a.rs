@@ -9,7 +9,7 @@
 //!   polling; new artifact parts become chunks.
 //!
 //! Every request (the card, and the JSON-RPC endpoint the card names) goes through the hub's
-//! egress policy ([`crate::egress`]): an agent whose card or endpoint is an internal address
+//! egress policy ([`crate::net::egress`]): an agent whose card or endpoint is an internal address
 //! fails with an error naming `A2A_EGRESS_ALLOWED_NETWORKS`, unless that lists its network.
 //!
 //! If a stream ends before the task does, the executor falls back to polling `GetTask`.
@@ -32,10 +32,11 @@ use parking_lot::Mutex;
 use serde_json::{Map, Value, json};
 
 use super::{ExecContext, ExecError, Executor, OutputSink};
-use crate::a2a::client::{self, ClientError, HttpClient, Peer};
-use crate::a2a::{Method, TaskState, Version, v03};
-use crate::egress::EgressPolicy;
 use crate::model::{A2aSpec, AgentSpec, Capability, ExecutorSpec, InterruptPolicy};
+use crate::net::a2a_peer::{self, Peer};
+use crate::net::egress::EgressPolicy;
+use crate::net::http_client::{ClientError, HttpClient};
+use crate::protocol::{Method, TaskState, Version, v03};
 
 const DEFAULT_TIMEOUT_MS: u64 = 300_000;
 const CARD_TTL: Duration = Duration::from_secs(60);
@@ -68,7 +69,7 @@ impl A2aExecutor {
         {
             return Ok(p.clone());
         }
-        let (at, card) = client::fetch_card(&self.http, &self.spec.url)
+        let (at, card) = a2a_peer::fetch_card(&self.http, &self.spec.url)
             .await
             .map_err(|e| ExecError::Failed(format!("cannot read the remote Agent Card: {e}")))?;
         let peer = Peer::from_card(&card, &at).map_err(ExecError::Failed)?;
@@ -118,12 +119,14 @@ async fn cancel_remote(http: &HttpClient, peer: &Peer, task_id: &str) {
     let params = json!({ "id": task_id });
     match tokio::time::timeout(
         CANCEL_TIMEOUT,
-        client::call(http, peer, Method::CancelTask, params),
+        a2a_peer::call(http, peer, Method::CancelTask, params),
     )
     .await
     {
         Ok(Ok(_)) => tracing::debug!(remote_task = %task_id, "remote task canceled"),
-        Ok(Err(ClientError::Rpc { code, .. })) if code == crate::a2a::code::TASK_NOT_CANCELABLE => {
+        Ok(Err(ClientError::Rpc { code, .. }))
+            if code == crate::protocol::code::TASK_NOT_CANCELABLE =>
+        {
             tracing::debug!(remote_task = %task_id, "remote task had already finished")
         }
         Ok(Err(e)) => {
@@ -195,13 +198,13 @@ async fn drive(
     let remote_err = |e: ClientError| ExecError::Failed(format!("{}: {e}", peer.name));
     if peer.streaming {
         let params = send_params(peer, &message, false);
-        let mut stream = client::call_stream(http, peer, Method::SendStreamingMessage, params)
+        let mut stream = a2a_peer::call_stream(http, peer, Method::SendStreamingMessage, params)
             .await
             .map_err(remote_err)?;
         while let Some(item) = stream.next().await {
             match item {
                 Ok(result) => {
-                    let sr = client::normalize_result(peer, &result);
+                    let sr = a2a_peer::normalize_result(peer, &result);
                     if let Some(done) = tracker.apply(&sr, out).await {
                         return done;
                     }
@@ -222,7 +225,7 @@ async fn drive(
         }
     } else {
         let params = send_params(peer, &message, true);
-        let result = client::call(http, peer, Method::SendMessage, params)
+        let result = a2a_peer::call(http, peer, Method::SendMessage, params)
             .await
             .map_err(remote_err)?;
         let sr = match peer.version {
@@ -256,7 +259,7 @@ async fn poll(
     loop {
         tokio::time::sleep(wait).await;
         wait = (wait * 3 / 2).min(POLL_MAX);
-        let task = client::call(
+        let task = a2a_peer::call(
             http,
             peer,
             Method::GetTask,
@@ -297,11 +300,11 @@ fn send_params(peer: &Peer, message: &Value, immediate: bool) -> Value {
 pub fn input_to_message(ctx: &ExecContext, input: &Value) -> Value {
     let mut parts = Vec::new();
     match input {
-        Value::String(s) => parts.push(crate::a2a::text_part(s.clone())),
+        Value::String(s) => parts.push(crate::protocol::text_part(s.clone())),
         Value::Object(m) => {
             let mut rest = m.clone();
             if let Some(Value::String(t)) = m.get("text") {
-                parts.push(crate::a2a::text_part(t.clone()));
+                parts.push(crate::protocol::text_part(t.clone()));
                 rest.remove("text");
             } else if let Some(Value::Array(msgs)) = m.get("messages") {
                 let text = msgs
@@ -313,14 +316,14 @@ pub fn input_to_message(ctx: &ExecContext, input: &Value) -> Value {
                     })
                     .collect::<Vec<_>>()
                     .join("\n");
-                parts.push(crate::a2a::text_part(text));
+                parts.push(crate::protocol::text_part(text));
                 rest.remove("messages");
             }
             if !rest.is_empty() || parts.is_empty() {
-                parts.push(crate::a2a::data_part(Value::Object(rest)));
+                parts.push(crate::protocol::data_part(Value::Object(rest)));
             }
         }
-        other => parts.push(crate::a2a::data_part(other.clone())),
+        other => parts.push(crate::protocol::data_part(other.clone())),
     }
     json!({
         "messageId": format!("{}-{}", ctx.request_id, ctx.attempt),
@@ -451,7 +454,7 @@ impl Tracker {
 
     fn status(&mut self, status: Option<&Value>) -> Option<Result<Value, ExecError>> {
         let status = status?;
-        let text = crate::a2a::parts_text(status.pointer("/message/parts"));
+        let text = crate::protocol::parts_text(status.pointer("/message/parts"));
         if !text.is_empty() {
             self.status_message = Some(text);
         }
@@ -711,10 +714,11 @@ pub async fn import_card(
         .await
         .map_err(|e| format!("cannot read the Agent Card: {e}"))?;
     let http = HttpClient::new(&Default::default(), Some(policy))?;
-    let (at, card) = tokio::time::timeout(Duration::from_secs(30), client::fetch_card(&http, url))
-        .await
-        .map_err(|_| format!("reading the Agent Card at {url} timed out"))?
-        .map_err(|e| format!("cannot read the Agent Card: {e}"))?;
+    let (at, card) =
+        tokio::time::timeout(Duration::from_secs(30), a2a_peer::fetch_card(&http, url))
+            .await
+            .map_err(|_| format!("reading the Agent Card at {url} timed out"))?
+            .map_err(|e| format!("cannot read the Agent Card: {e}"))?;
     spec_from_card(&card, &at, id)
 }
 

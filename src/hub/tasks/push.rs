@@ -30,12 +30,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::{Hub, request_not_found};
-use crate::a2a::client::HttpClient;
-use crate::egress::EgressPolicy;
+use super::super::{Hub, request_not_found};
 use crate::error::{ErrorCode, HubError, HubResult};
 use crate::metrics;
 use crate::model::{Event, Principal, RequestRecord, Role, new_id, now_ms, rfc3339};
+use crate::net::egress::EgressPolicy;
+use crate::net::http_client::HttpClient;
 use crate::store::{Aux, Op, codec};
 
 /// Attempts per payload before it is given up.
@@ -292,7 +292,7 @@ impl Hub {
     /// that store it with its audit record, for the commit that creates the task. The caller
     /// validated it ([`Hub::validate_push_config`], [`refuse_placeholders`]) and starts its
     /// follower ([`Hub::spawn_follower`]) once the commit is done.
-    pub(super) fn first_push_config(
+    pub(in crate::hub) fn first_push_config(
         &self,
         principal: &Principal,
         task_id: &str,
@@ -505,7 +505,7 @@ impl Hub {
     }
 
     /// Stops the followers of a task's configs (its records are being removed).
-    pub(super) fn stop_push_followers(&self, task_id: &str) {
+    pub(in crate::hub) fn stop_push_followers(&self, task_id: &str) {
         let prefix = format!("{task_id}/");
         let mut map = self.inner.push.followers.lock();
         map.retain(|k, (_, t)| {
@@ -518,7 +518,7 @@ impl Hub {
         });
     }
 
-    pub(super) fn spawn_follower(&self, cfg: PushConfig) {
+    pub(in crate::hub) fn spawn_follower(&self, cfg: PushConfig) {
         let (Some(render), Some(http)) = (
             self.inner.push.renderer.get().cloned(),
             self.inner.push.http.get().cloned(),

@@ -1,92 +1,19 @@
-//! Several replicas on one shared store (Postgres, optionally Redis).
-//!
-//! Ownership: a request belongs to the replica that wrote it last in an active state — the
-//! store leases it to that replica (`lease_owner`, `lease_expires_at`). The replica that
-//! accepts an invocation owns it and runs it in its own queue, so the single-process rules
-//! (the pump is the only writer of a request's state) hold per request across the cluster.
-//!
-//! The heartbeat worker, every third of `A2A_LEASE_TTL`:
-//! - renews every lease of this replica in one statement, which also returns cancel requests
-//!   made on other replicas (the owner cancels its own job);
-//! - drops local work whose lease it lost (another replica took it over while this one was
-//!   cut off; the store also refuses the stale writes);
-//! - takes over requests whose lease ran out (their replica died): queued ones join the local
-//!   queue, running ones follow their agent's interrupt policy, as at a restart;
-//! - every fifth `A2A_CLUSTER_POLL`, reloads the agent registry when another replica changed it
-//!   (at once when Redis announces it).
-//!
-//! Between heartbeats, every `A2A_CLUSTER_POLL`, an idle replica takes queued requests that
-//! wait on busier ones (their lease moves to it; the old owner's start write then fails with
-//! a conflict and it drops the job). A replica's id is held by one process at a time through
-//! the leader lease `replica-id:<id>`.
-//!
-//! Streams: events are persisted, then published on the local bus and relayed through Redis to
-//! the other replicas' buses; followers on other replicas also re-read the store when idle
-//! (`stream.rs`), so a lost relay message, or no Redis at all, only delays delivery.
-//!
-//! Leaderships (scheduled backups, retention sweeps) go to one replica at a time through
-//! expiring leader leases in the store.
+//! Leases and ownership across replicas, as `Hub` methods: the heartbeat worker (renewals,
+//! lost work, takeovers), work stealing between replicas, claiming and releasing this
+//! replica's id, leaderships for periodic duties, and the relay of events and control
+//! messages (see the module above for the whole picture).
 
 use std::collections::HashSet;
 #[cfg(feature = "redis")]
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::Notify;
-
-use super::Hub;
+use super::super::Hub;
+use super::{ClusterState, TAKEOVER_BATCH, identity_lease, ms};
 use crate::error::{ErrorCode, HubError, HubResult};
 use crate::metrics;
 use crate::model::{InterruptPolicy, RequestRecord, RequestState, now_ms};
 use crate::store::Op;
-
-/// Most requests taken over in one heartbeat.
-const TAKEOVER_BATCH: usize = 64;
-
-pub(crate) struct ClusterState {
-    pub id: String,
-    /// This process's claim on `id` (random per start): two live processes cannot share an id.
-    pub instance: String,
-    pub ttl: Duration,
-    pub poll: Duration,
-    /// Wakes the heartbeat early (a cancel request for one of our requests).
-    pub wake: Notify,
-    /// Wakes the registry sync early (Redis said the agents changed).
-    pub agents_changed: Notify,
-    #[cfg(feature = "redis")]
-    pub redis: Option<Arc<crate::cluster::RedisLink>>,
-}
-
-/// A replica id: the configured one, else host name, process id and a random suffix.
-pub(crate) fn replica_id(configured: Option<&str>) -> String {
-    if let Some(id) = configured.filter(|s| !s.trim().is_empty()) {
-        return id.trim().to_string();
-    }
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "replica".into());
-    let mut r = [0u8; 3];
-    let _ = getrandom::fill(&mut r);
-    format!("{host}-{}-{}", std::process::id(), hex::encode(r))
-}
-
-/// A random token naming this process's hold on its replica id.
-pub(crate) fn instance_token() -> String {
-    let mut r = [0u8; 8];
-    let _ = getrandom::fill(&mut r);
-    hex::encode(r)
-}
-
-/// The leader lease that holds a replica id for the process using it.
-fn identity_lease(id: &str) -> String {
-    format!("replica-id:{id}")
-}
-
-fn ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
 
 impl Hub {
     pub(crate) fn cluster(&self) -> Option<&ClusterState> {
@@ -125,7 +52,7 @@ impl Hub {
     /// processes with one id would each renew, recover and run the other's work, so an id
     /// another live process holds (renewed within the lease time) is refused. A crashed
     /// predecessor's hold runs out within one lease time, which is how long this waits.
-    pub(super) async fn claim_identity(&self) -> HubResult<()> {
+    pub(in crate::hub) async fn claim_identity(&self) -> HubResult<()> {
         let Some(c) = self.cluster() else {
             return Ok(());
         };
@@ -183,7 +110,7 @@ impl Hub {
 
     /// Shutdown: hands leftover work to the other replicas (leases expire now, and Redis wakes
     /// them).
-    pub(super) async fn release_work(&self) {
+    pub(in crate::hub) async fn release_work(&self) {
         let Some(c) = self.cluster() else { return };
         match self.inner.store.release_leases(&c.id).await {
             Ok(0) => {}
@@ -194,7 +121,7 @@ impl Hub {
                 );
                 #[cfg(feature = "redis")]
                 if let Some(r) = &c.redis
-                    && let Err(e) = r.send_now(crate::cluster::Message::Released).await
+                    && let Err(e) = r.send_now(super::redis::Message::Released).await
                 {
                     tracing::warn!(
                         "cannot tell the other replicas through Redis ({e}); they take the work at their next heartbeat"
@@ -217,7 +144,7 @@ impl Hub {
     pub(crate) fn announce_agents_changed(&self) {
         #[cfg(feature = "redis")]
         if let Some(r) = self.cluster().and_then(|c| c.redis.as_ref()) {
-            r.send(crate::cluster::Message::Agents);
+            r.send(super::redis::Message::Agents);
         }
     }
 
@@ -226,7 +153,7 @@ impl Hub {
     pub(crate) fn announce_keys_changed(&self) {
         #[cfg(feature = "redis")]
         if let Some(r) = self.cluster().and_then(|c| c.redis.as_ref()) {
-            r.send(crate::cluster::Message::Keys);
+            r.send(super::redis::Message::Keys);
         }
     }
 
@@ -234,12 +161,12 @@ impl Hub {
     pub(crate) fn relay(&self, _ev: &crate::model::Event) {
         #[cfg(feature = "redis")]
         if let Some(r) = self.cluster().and_then(|c| c.redis.as_ref()) {
-            r.send(crate::cluster::Message::Event { e: _ev.clone() });
+            r.send(super::redis::Message::Event { e: _ev.clone() });
         }
     }
 
     /// Starts the Redis link (if configured) and the heartbeat worker.
-    pub(super) fn spawn_cluster_workers(&self) {
+    pub(in crate::hub) fn spawn_cluster_workers(&self) {
         let Some(c) = self.cluster() else { return };
         #[cfg(feature = "redis")]
         if let Some(r) = &c.redis {
@@ -297,8 +224,8 @@ impl Hub {
     }
 
     #[cfg(feature = "redis")]
-    fn on_relay(&self, m: crate::cluster::Message) {
-        use crate::cluster::Message;
+    fn on_relay(&self, m: super::redis::Message) {
+        use super::redis::Message;
         match m {
             // Already persisted by its owner: deliver to local followers only.
             Message::Event { e } => self.inner.bus.publish(Arc::new(e)),
@@ -428,7 +355,7 @@ impl Hub {
     }
 
     /// Whether a request is leased to another replica (several replicas only).
-    pub(super) async fn leased_elsewhere(&self, id: &str) -> bool {
+    pub(in crate::hub) async fn leased_elsewhere(&self, id: &str) -> bool {
         let Some(c) = self.cluster() else {
             return false;
         };
@@ -494,7 +421,7 @@ impl Hub {
     /// Requests now owned by this replica that were left unfinished elsewhere (or before a
     /// restart): queued ones run again; running ones follow the interrupt policy (`fail` ends
     /// them with the error `why`). Returns (requeued, failed).
-    pub(super) async fn adopt(
+    pub(in crate::hub) async fn adopt(
         &self,
         records: Vec<RequestRecord>,
         why: &str,
@@ -545,7 +472,7 @@ impl Hub {
 
     /// Cluster part of `cancel`: the request is active but not ours. Take it over if its
     /// owner is gone; otherwise ask the owner and wait for the end.
-    pub(super) async fn cancel_remote(
+    pub(in crate::hub) async fn cancel_remote(
         &self,
         rec: RequestRecord,
         reason: String,
@@ -571,7 +498,7 @@ impl Hub {
         }
         #[cfg(feature = "redis")]
         if let Some(r) = &c.redis {
-            r.send(crate::cluster::Message::Cancel { id: rec.id.clone() });
+            r.send(super::redis::Message::Cancel { id: rec.id.clone() });
         }
         // The owner sees it at its next renewal (at once with Redis); wait for the end.
         let deadline = Instant::now() + c.ttl + Duration::from_secs(5);
@@ -588,7 +515,7 @@ impl Hub {
 
     /// Brings the in-memory registry in line with the store (another replica deployed,
     /// changed or removed agents).
-    pub(super) async fn sync_registry(&self) -> HubResult<()> {
+    pub(in crate::hub) async fn sync_registry(&self) -> HubResult<()> {
         let _guard = self.inner.registry_lock.lock().await;
         let stored = self.inner.store.list_agents().await?;
         let mut seen = HashSet::new();
@@ -606,7 +533,7 @@ impl Hub {
             if current.is_some_and(|a| a.spec == rec.spec && a.source == rec.source) {
                 continue;
             }
-            match super::registry::AgentEntry::build(
+            match crate::hub::registry::AgentEntry::build(
                 rec.spec,
                 rec.source,
                 &self.inner.cfg.executor_env,

@@ -15,7 +15,7 @@
 //!
 //! The check runs wherever an address appears: when a URL is given (an IP-literal host, or
 //! what a host name resolves to then, so a client hears about it at once), before every
-//! request (IP literals, which never reach a resolver: [`crate::a2a::client::HttpClient`]
+//! request (IP literals, which never reach a resolver: [`crate::net::http_client::HttpClient`]
 //! checks them itself), and inside the connector's resolver on every address a name resolves
 //! to at connect time, so a name re-pointed at an internal address later (DNS rebinding) is
 //! refused too. The CLI talking to its own server does not go through the policy.

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{AgentEntry, Hub, request_not_found};
+use super::super::{AgentEntry, Hub, request_not_found};
 use crate::error::{ErrorCode, HubError, HubResult};
 use crate::model::{Event, Principal, RequestRecord, now_ms};
 use crate::store::{Aux, Op, codec};
@@ -35,7 +35,7 @@ fn message_key(task_id: &str, seq: usize) -> String {
 /// The op that stores the first message of a new task (its history starts with it), in the
 /// commit that creates the task: `taskId`, `contextId` (the session, or the task itself) and a
 /// missing `role` are filled in from the request.
-pub(super) fn first_message_op(rec: &RequestRecord, mut message: Value) -> HubResult<Op> {
+pub(in crate::hub) fn first_message_op(rec: &RequestRecord, mut message: Value) -> HubResult<Op> {
     let Some(m) = message.as_object_mut() else {
         return Err(HubError::new(
             ErrorCode::InvalidParams,
@@ -139,7 +139,7 @@ impl Hub {
         if let Some(id) = id {
             crate::model::validate_agent_id(id)?;
         }
-        let spec = crate::executor::a2a::import_card(url, id, self.inner.cfg.egress.clone())
+        let spec = crate::executor::remote_a2a::import_card(url, id, self.inner.cfg.egress.clone())
             .await
             .map_err(|e| HubError::new(ErrorCode::InvalidParams, e))?;
         self.deploy_agent(principal, spec, replace).await
@@ -148,7 +148,7 @@ impl Hub {
     /// At start: a catalog `a2a` agent whose URL is an internal address the egress policy
     /// refuses would fail every call; say so once, with the setting that allows it. (Catalog
     /// agents get no exemption: one policy covers every outgoing request.)
-    pub(super) fn warn_refused_catalog_agents(&self) {
+    pub(in crate::hub) fn warn_refused_catalog_agents(&self) {
         for a in self.inner.registry.all() {
             let crate::model::ExecutorSpec::A2a(spec) = &a.spec.executor else {
                 continue;
@@ -166,7 +166,10 @@ impl Hub {
 
     /// Store ops that remove the A2A records of requests being deleted (history, push
     /// configs), for the retention sweeper.
-    pub(super) async fn a2a_cleanup_ops(&self, request_ids: &[String]) -> HubResult<Vec<Op>> {
+    pub(in crate::hub) async fn a2a_cleanup_ops(
+        &self,
+        request_ids: &[String],
+    ) -> HubResult<Vec<Op>> {
         let mut ops = Vec::new();
         for id in request_ids {
             for table in [Aux::TaskMessages, Aux::PushConfigs] {

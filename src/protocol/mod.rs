@@ -1,15 +1,13 @@
-//! A2A protocol vocabulary shared by the server adapter (`api::a2a`) and the `a2a` executor
-//! (the client side): versions, method names, task states, error codes and the conversions
-//! between the 1.0 and 0.3 JSON shapes ([`v03`]).
+//! A2A protocol vocabulary shared by the server adapter (`api::a2a`) and the client side
+//! (`net::a2a_peer`, used by the `a2a` executor): versions, method names, task states, error
+//! codes and the conversions between the 1.0 and 0.3 JSON shapes ([`v03`]).
 //!
-//! [`client`] is the HTTP side (cards, JSON-RPC calls, SSE, webhook POSTs). The rest is pure
-//! data handling on `serde_json::Value`: no I/O, no hub types. The
-//! 1.0 shape (PascalCase methods, `TASK_STATE_*`/`ROLE_*` enums, flattened parts, no `kind`)
-//! is the canonical in-memory form; 0.3 peers are served and spoken to by converting at the
-//! edge. Facts come from the A2A 1.0.1 specification and from running the official a2a-sdk
+//! Pure data handling on `serde_json::Value`: no I/O, no hub types (the HTTP side is in
+//! `net`). The 1.0 shape (PascalCase methods, `TASK_STATE_*`/`ROLE_*` enums, flattened parts,
+//! no `kind`) is the canonical in-memory form; 0.3 peers are served and spoken to by
+//! converting at the edge. Facts come from the A2A 1.0.1 specification and from running the official a2a-sdk
 //! (see `/work/shared/PROTOCOLS.md` §2 and `src/api/a2a/README.md`).
 
-pub mod client;
 pub mod v03;
 
 use serde_json::{Value, json};
