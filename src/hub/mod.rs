@@ -16,6 +16,7 @@ mod cluster;
 mod invoke;
 mod key_guard;
 mod named_session;
+mod queue;
 pub mod registry;
 mod scheduler;
 pub mod security;
@@ -54,8 +55,9 @@ use crate::policy::audit::Outcome;
 use crate::store::{DynStore, Op, StoreCounts};
 use crate::{metrics, model};
 
+use queue::Sched;
 use registry::Registry;
-use scheduler::{JobControl, Sched};
+use scheduler::JobControl;
 
 /// Settings the hub core needs (a slice of the server configuration).
 #[derive(Clone, Debug)]
