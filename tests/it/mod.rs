@@ -10,6 +10,7 @@ pub mod egress;
 pub mod harness;
 pub mod hub_core;
 pub mod mcp;
+pub mod offline;
 pub mod process_agent;
 pub mod secrets;
 pub mod security;
