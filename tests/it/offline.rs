@@ -302,7 +302,7 @@ fn sbom_matches_the_binary(sbom: &Path, build: &Value) {
         .collect();
     let out = run(Command::new("cargo")
         .current_dir(repo_dir())
-        .args(["metadata", "--format-version", "1", "--locked", "--offline"])
+        .args(["metadata", "--format-version", "1", "--locked"])
         .arg("--filter-platform")
         .arg(build["target"].as_str().unwrap())
         .arg("--no-default-features")
