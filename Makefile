@@ -6,7 +6,7 @@ PREFIX ?= /usr/local
 BIN := target/release/a2a-mcp
 
 .PHONY: all build release dist run test test-tools lint fmt clippy bench docs clean \
-	lint-ops audit install uninstall docker
+	lint-ops audit install uninstall docker vendor
 
 all: build
 
@@ -16,8 +16,20 @@ build:
 release:
 	$(CARGO) build --release
 
+# The release bundle for offline and edge installs (docs/DEPLOYMENT.md, "Offline install and
+# upgrade"): target/bundle/a2a-mcp-VERSION-x86_64-linux.tar.gz with the fat-LTO binary (the
+# `dist` profile), unit, sysusers and env files, catalog, docs, install.sh, a CycloneDX SBOM
+# (cargo-cyclonedx, installed by scripts/sbom-tool.sh) and SHA256SUMS. CARGO (a make variable,
+# exported) is not passed on: cargo-cyclonedx would take it for the path of cargo.
 dist:
 	$(CARGO) build --profile dist
+	scripts/sbom-tool.sh
+	env -u CARGO scripts/dist.sh --bin target/dist/a2a-mcp --out target/bundle
+
+# The source archive with every dependency vendored, for `cargo build --release --offline
+# --locked` on a machine with no registry access: target/bundle/a2a-mcp-VERSION-src-vendored.tar.gz.
+vendor:
+	scripts/vendor.sh --out target/bundle
 
 run:
 	$(CARGO) run --release -- serve

@@ -13,6 +13,9 @@
 #   systemd-nspawn + a Debian root   systemd-container and debootstrap (apt), for the boot test
 #
 # Idempotent: a stamp file per component records the pinned version; a changed pin reinstalls.
+# Offline or behind a mirror: pip takes PIP_INDEX_URL (or PIP_NO_INDEX=1 PIP_FIND_LINKS=DIR),
+# apt its own sources, debootstrap A2A_DEBIAN_MIRROR (docs/DEPLOYMENT.md, "Offline install
+# and upgrade").
 # Called from scripts/test-tools.sh; safe to run alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -102,7 +105,9 @@ fi
 if ! stamp_ok ops-nspawn-root "$NSPAWN_ROOT_PIN" || [ ! -e "$OPS/nspawn-root/lib/systemd/systemd" ]; then
   echo "ops-tools: building the Debian root for the boot test (debootstrap, a few minutes)" >&2
   rm -rf "$OPS/nspawn-root"
-  debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus bookworm "$OPS/nspawn-root" >/dev/null
+  # A2A_DEBIAN_MIRROR: a local mirror (http:// or file://) for a machine without the archive.
+  debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus bookworm "$OPS/nspawn-root" \
+    ${A2A_DEBIAN_MIRROR:+"$A2A_DEBIAN_MIRROR"} >/dev/null
   echo "$NSPAWN_ROOT_PIN" > "$TOOLS/ops-nspawn-root.stamp"
 fi
 link "$(command -v systemd-nspawn)" systemd-nspawn

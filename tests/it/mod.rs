@@ -13,6 +13,7 @@ pub mod egress;
 pub mod harness;
 pub mod hub_core;
 pub mod mcp;
+pub mod offline;
 pub mod openapi;
 pub mod process_agent;
 pub mod secrets;
