@@ -101,68 +101,11 @@ pub(super) async fn send_message(
             "`message` must be an object",
         ));
     };
-    let message_id = msg
-        .get("messageId")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| RpcError::new(code::INVALID_PARAMS, "message.messageId is required"))?
-        .to_string();
-    if message_id.len() > 200 {
-        return Err(RpcError::new(
-            code::INVALID_PARAMS,
-            "message.messageId must be at most 200 characters",
-        ));
-    }
-    match msg.get("role").and_then(Value::as_str) {
-        None | Some("ROLE_USER") | Some("ROLE_UNSPECIFIED") => {}
-        Some(other) => {
-            return Err(RpcError::new(
-                code::INVALID_PARAMS,
-                format!("message.role must be ROLE_USER (got {other:?})"),
-            ));
-        }
-    }
-    if let Some(task_id) = msg.get("taskId").and_then(Value::as_str) {
-        let rec = task_record(call, task_id).await?;
-        return Err(RpcError::new(
-            code::UNSUPPORTED_OPERATION,
-            format!(
-                "task {:?} is {}; tasks of this hub take no follow-up messages: send a new message without taskId (referenceTaskIds may name the earlier task)",
-                rec.id,
-                convert::state_of(rec.state).v10()
-            ),
-        ));
-    }
+    let message_id = check_message(call, msg).await?;
     let msg_meta = msg.get("metadata").and_then(Value::as_object);
     let params_meta = p.metadata.as_ref();
 
-    // Which agent and capability. A skill id means a capability on an agent's URL (its card's
-    // skills are capabilities) and an agent on the hub's URL (its card's skills are agents).
-    let agent = match &call.agent {
-        Some(a) => a.clone(),
-        None => match meta_str(msg_meta, params_meta, &["agentId", "agent", "skillId"]) {
-            Some(id) => hub.agent(id)?,
-            None => {
-                let enabled = hub.list_agents(false);
-                match enabled.as_slice() {
-                    [only] => only.clone(),
-                    _ => {
-                        return Err(RpcError::new(
-                            code::INVALID_PARAMS,
-                            format!(
-                                "name the agent in message.metadata.agentId or skillId (one of: {}), or use the agent's own URL /a2a/{{agentId}}",
-                                enabled
-                                    .iter()
-                                    .map(|a| a.spec.id.as_str())
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
-                            ),
-                        ));
-                    }
-                }
-            }
-        },
-    };
+    let agent = pick_agent(call, msg_meta, params_meta)?;
     let capability_keys: &[&str] = if call.agent.is_some() {
         &["capability", "skillId"]
     } else {
@@ -179,21 +122,7 @@ pub(super) async fn send_message(
     let capability = capability.name.clone();
 
     // The context: an existing session, or a new one opened with the task.
-    let session_id = match msg.get("contextId").and_then(Value::as_str) {
-        Some(c) => match hub.get_session(&call.principal, c).await {
-            Ok(s) => Some(s.id),
-            Err(e) if e.code == ErrorCode::SessionNotFound => {
-                return Err(RpcError::new(
-                    code::INVALID_PARAMS,
-                    format!(
-                        "unknown contextId {c:?}; omit contextId to start a new context (the server assigns one)"
-                    ),
-                ));
-            }
-            Err(e) => return Err(e.into()),
-        },
-        None => None,
-    };
+    let session_id = existing_context(call, msg).await?;
     let new_session = session_id.is_none().then(|| json!({ "openedBy": "a2a" }));
     // One commit: the request, its session, its first message and its push config. A resent
     // message (same messageId) finds its task again and records nothing.
@@ -231,4 +160,92 @@ pub(super) async fn send_message(
         Version::V10 => json!({ "task": task }),
         Version::V03 => v03::task_to_v03(&task),
     }))
+}
+
+/// The checks a message must pass before it becomes a task; returns its `messageId`.
+async fn check_message(call: &Call, msg: &Map<String, Value>) -> Result<String, RpcError> {
+    let message_id = msg
+        .get("messageId")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| RpcError::new(code::INVALID_PARAMS, "message.messageId is required"))?
+        .to_string();
+    if message_id.len() > 200 {
+        return Err(RpcError::new(
+            code::INVALID_PARAMS,
+            "message.messageId must be at most 200 characters",
+        ));
+    }
+    match msg.get("role").and_then(Value::as_str) {
+        None | Some("ROLE_USER") | Some("ROLE_UNSPECIFIED") => {}
+        Some(other) => {
+            return Err(RpcError::new(
+                code::INVALID_PARAMS,
+                format!("message.role must be ROLE_USER (got {other:?})"),
+            ));
+        }
+    }
+    if let Some(task_id) = msg.get("taskId").and_then(Value::as_str) {
+        let rec = task_record(call, task_id).await?;
+        return Err(RpcError::new(
+            code::UNSUPPORTED_OPERATION,
+            format!(
+                "task {:?} is {}; tasks of this hub take no follow-up messages: send a new message without taskId (referenceTaskIds may name the earlier task)",
+                rec.id,
+                convert::state_of(rec.state).v10()
+            ),
+        ));
+    }
+    Ok(message_id)
+}
+
+/// Which agent a message is for. A skill id means a capability on an agent's URL (its card's
+/// skills are capabilities) and an agent on the hub's URL (its card's skills are agents).
+fn pick_agent(
+    call: &Call,
+    msg_meta: Option<&Map<String, Value>>,
+    params_meta: Option<&Map<String, Value>>,
+) -> Result<std::sync::Arc<crate::hub::AgentEntry>, RpcError> {
+    let hub = &call.ctx.hub;
+    if let Some(a) = &call.agent {
+        return Ok(a.clone());
+    }
+    if let Some(id) = meta_str(msg_meta, params_meta, &["agentId", "agent", "skillId"]) {
+        return Ok(hub.agent(id)?);
+    }
+    let enabled = hub.list_agents(false);
+    match enabled.as_slice() {
+        [only] => Ok(only.clone()),
+        _ => Err(RpcError::new(
+            code::INVALID_PARAMS,
+            format!(
+                "name the agent in message.metadata.agentId or skillId (one of: {}), or use the agent's own URL /a2a/{{agentId}}",
+                enabled
+                    .iter()
+                    .map(|a| a.spec.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
+    }
+}
+
+/// The session a message's `contextId` names (`None`: no contextId, a new context).
+async fn existing_context(
+    call: &Call,
+    msg: &Map<String, Value>,
+) -> Result<Option<String>, RpcError> {
+    let Some(c) = msg.get("contextId").and_then(Value::as_str) else {
+        return Ok(None);
+    };
+    match call.ctx.hub.get_session(&call.principal, c).await {
+        Ok(s) => Ok(Some(s.id)),
+        Err(e) if e.code == ErrorCode::SessionNotFound => Err(RpcError::new(
+            code::INVALID_PARAMS,
+            format!(
+                "unknown contextId {c:?}; omit contextId to start a new context (the server assigns one)"
+            ),
+        )),
+        Err(e) => Err(e.into()),
+    }
 }

@@ -106,42 +106,13 @@ pub(super) async fn list_tasks(call: &Call, params: Value) -> Result<Answer, Rpc
         }
     };
     let history_len = history_length(p.history_length)?;
-    let states = match p.status.as_deref() {
-        None | Some("") | Some("TASK_STATE_UNSPECIFIED") => Vec::new(),
-        Some(s) => match TaskState::parse(s) {
-            Some(st) => {
-                let v = convert::states_for(st);
-                if v.is_empty() {
-                    // No hub task is ever in this state.
-                    return Ok(Answer::Json(json!({
-                        "tasks": [], "nextPageToken": "", "pageSize": page_size, "totalSize": 0,
-                    })));
-                }
-                v
-            }
-            None => {
-                return Err(RpcError::new(
-                    code::INVALID_PARAMS,
-                    format!("unknown status {s:?}; use a TASK_STATE_* value"),
-                ));
-            }
-        },
+    let Some(states) = states_of(p.status.as_deref())? else {
+        // No hub task is ever in this state.
+        return Ok(Answer::Json(json!({
+            "tasks": [], "nextPageToken": "", "pageSize": page_size, "totalSize": 0,
+        })));
     };
-    let after_ts = match p.status_timestamp_after.as_deref() {
-        None | Some("") => None,
-        Some(t) => Some(
-            humantime::parse_rfc3339_weak(t)
-                .map_err(|e| {
-                    RpcError::new(
-                        code::INVALID_PARAMS,
-                        format!("statusTimestampAfter {t:?} is not an RFC 3339 time: {e}"),
-                    )
-                })?
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as i64)
-                .unwrap_or(0),
-        ),
-    };
+    let after_ts = time_after(p.status_timestamp_after.as_deref())?;
     let keep = |r: &RequestRecord| after_ts.is_none_or(|t| status_time(r) > t);
     let base = RequestFilter {
         session_id: p.context_id.filter(|c| !c.is_empty()),
@@ -207,10 +178,69 @@ pub(super) async fn list_tasks(call: &Call, params: Value) -> Result<Answer, Rpc
         String::new()
     };
     // totalSize: every match, not just this page (counted up to MAX_COUNT).
+    let total = count_matches(call, &base, &keep).await?;
+    let mut tasks = Vec::with_capacity(page.len());
+    for rec in &page {
+        let t = render_task(call, rec, history_len, p.include_artifacts.unwrap_or(false)).await?;
+        tasks.push(t);
+    }
+    Ok(Answer::Json(json!({
+        "tasks": tasks,
+        "nextPageToken": next,
+        "pageSize": page_size,
+        "totalSize": total.min(MAX_COUNT),
+    })))
+}
+
+/// The request states a `status` filter means: empty for no filter, `None` when no hub task
+/// is ever in that state.
+fn states_of(status: Option<&str>) -> Result<Option<Vec<crate::model::RequestState>>, RpcError> {
+    match status {
+        None | Some("") | Some("TASK_STATE_UNSPECIFIED") => Ok(Some(Vec::new())),
+        Some(s) => match TaskState::parse(s) {
+            Some(st) => {
+                let v = convert::states_for(st);
+                Ok((!v.is_empty()).then_some(v))
+            }
+            None => Err(RpcError::new(
+                code::INVALID_PARAMS,
+                format!("unknown status {s:?}; use a TASK_STATE_* value"),
+            )),
+        },
+    }
+}
+
+/// `statusTimestampAfter` as milliseconds since the epoch.
+fn time_after(t: Option<&str>) -> Result<Option<i64>, RpcError> {
+    match t {
+        None | Some("") => Ok(None),
+        Some(t) => Ok(Some(
+            humantime::parse_rfc3339_weak(t)
+                .map_err(|e| {
+                    RpcError::new(
+                        code::INVALID_PARAMS,
+                        format!("statusTimestampAfter {t:?} is not an RFC 3339 time: {e}"),
+                    )
+                })?
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0),
+        )),
+    }
+}
+
+/// Every task the filter and `keep` match, counted up to [`MAX_COUNT`].
+async fn count_matches(
+    call: &Call,
+    base: &RequestFilter,
+    keep: &impl Fn(&RequestRecord) -> bool,
+) -> Result<usize, RpcError> {
     let mut total = 0usize;
     let mut cursor: Option<String> = None;
     loop {
-        let batch = hub
+        let batch = call
+            .ctx
+            .hub
             .list_requests(
                 &call.principal,
                 &RequestFilter {
@@ -224,18 +254,7 @@ pub(super) async fn list_tasks(call: &Call, params: Value) -> Result<Answer, Rpc
         cursor = batch.last().map(|r| r.id.clone());
         total += batch.iter().filter(|r| keep(r)).count();
         if n < 1000 || total >= MAX_COUNT {
-            break;
+            return Ok(total);
         }
     }
-    let mut tasks = Vec::with_capacity(page.len());
-    for rec in &page {
-        let t = render_task(call, rec, history_len, p.include_artifacts.unwrap_or(false)).await?;
-        tasks.push(t);
-    }
-    Ok(Answer::Json(json!({
-        "tasks": tasks,
-        "nextPageToken": next,
-        "pageSize": page_size,
-        "totalSize": total.min(MAX_COUNT),
-    })))
 }

@@ -86,6 +86,24 @@ pub struct NewPushConfig {
     pub auth_credentials: Option<String>,
 }
 
+impl PushConfig {
+    /// A config as `principal` sets it on `task_id`, delivering events after `start_after`.
+    fn new(principal: &Principal, task_id: &str, new: NewPushConfig, start_after: u64) -> Self {
+        PushConfig {
+            id: new.id.unwrap_or_else(new_id),
+            task_id: task_id.to_string(),
+            url: new.url,
+            token: new.token,
+            auth_scheme: new.auth_scheme.filter(|s| !s.is_empty()),
+            auth_credentials: new.auth_credentials.filter(|s| !s.is_empty()),
+            principal: principal.id.clone(),
+            created_at: now_ms(),
+            start_after,
+            delivered_seq: start_after,
+        }
+    }
+}
+
 /// Push delivery state held by the hub.
 #[derive(Default)]
 pub(crate) struct PushState {
@@ -238,19 +256,8 @@ impl Hub {
         } else {
             self.inner.store.last_seq(task_id).await?
         };
-        let id = new.id.clone().unwrap_or_else(new_id);
-        let mut cfg = PushConfig {
-            id: id.clone(),
-            task_id: task_id.to_string(),
-            url: new.url,
-            token: new.token,
-            auth_scheme: new.auth_scheme.filter(|s| !s.is_empty()),
-            auth_credentials: new.auth_credentials.filter(|s| !s.is_empty()),
-            principal: principal.id.clone(),
-            created_at: now_ms(),
-            start_after,
-            delivered_seq: start_after,
-        };
+        let mut cfg = PushConfig::new(principal, task_id, new, start_after);
+        let id = cfg.id.clone();
         {
             let _g = self.inner.push.write_lock.lock().await;
             let existing = self.list_push_configs(principal, task_id).await?;
@@ -298,19 +305,7 @@ impl Hub {
         task_id: &str,
         new: NewPushConfig,
     ) -> HubResult<(PushConfig, Vec<Op>)> {
-        let id = new.id.clone().unwrap_or_else(new_id);
-        let mut cfg = PushConfig {
-            id: id.clone(),
-            task_id: task_id.to_string(),
-            url: new.url,
-            token: new.token,
-            auth_scheme: new.auth_scheme.filter(|s| !s.is_empty()),
-            auth_credentials: new.auth_credentials.filter(|s| !s.is_empty()),
-            principal: principal.id.clone(),
-            created_at: now_ms(),
-            start_after: 0,
-            delivered_seq: 0,
-        };
+        let mut cfg = PushConfig::new(principal, task_id, new, 0);
         keep_secrets(&mut cfg, None)?;
         let audit = self.audit_op(
             principal,
@@ -321,7 +316,7 @@ impl Hub {
         )?;
         let put = Op::PutAux {
             table: Aux::PushConfigs,
-            key: key(task_id, &id),
+            key: key(task_id, &cfg.id),
             value: codec::encode(&cfg)?,
         };
         Ok((cfg, vec![put, audit]))
