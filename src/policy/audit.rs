@@ -57,21 +57,6 @@ impl AuditRecord {
             detail: detail.chars().take(500).collect(),
         }
     }
-
-    pub fn view(&self) -> serde_json::Value {
-        serde_json::json!({
-            "id": self.id,
-            "time": rfc3339(self.ts),
-            "principal": self.principal,
-            "keyId": self.key_id,
-            "role": self.role,
-            "surface": self.surface,
-            "action": self.action,
-            "target": self.target,
-            "outcome": self.outcome.as_str(),
-            "detail": self.detail,
-        })
-    }
 }
 
 /// One refused request, as the request admission and authentication see it.

@@ -35,22 +35,6 @@ impl GrantRecord {
     pub fn covers(&self, wanted: &str) -> bool {
         permission_covers(&self.permission, wanted)
     }
-
-    pub fn view(&self, now: i64) -> serde_json::Value {
-        serde_json::json!({
-            "grantId": self.id,
-            "agentId": self.agent_id,
-            "permission": self.permission,
-            "delegable": self.delegable,
-            "grantedBy": self.granted_by,
-            "createdAt": crate::model::rfc3339(self.created_at),
-            "expiresAt": self.expires_at.map(crate::model::rfc3339),
-            "revokedAt": self.revoked_at.map(crate::model::rfc3339),
-            "revokedBy": self.revoked_by,
-            "requestId": self.request_id,
-            "active": self.is_active(now),
-        })
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,22 +68,7 @@ pub struct PermissionRequestRecord {
     pub grant_id: Option<String>,
 }
 
-impl PermissionRequestRecord {
-    pub fn view(&self) -> serde_json::Value {
-        serde_json::json!({
-            "permissionRequestId": self.id,
-            "agentId": self.agent_id,
-            "permission": self.permission,
-            "reason": self.reason,
-            "requestedBy": self.requested_by,
-            "createdAt": crate::model::rfc3339(self.created_at),
-            "status": self.status.as_str(),
-            "decidedBy": self.decided_by,
-            "decidedAt": self.decided_at.map(crate::model::rfc3339),
-            "grantId": self.grant_id,
-        })
-    }
-}
+impl PermissionRequestRecord {}
 
 /// The permission an agent needs to invoke another agent.
 pub fn invoke_permission(target_agent: &str) -> String {

@@ -52,19 +52,6 @@ impl ApiKeyRecord {
     pub fn is_active(&self, now: i64) -> bool {
         self.revoked_at.is_none() && self.expires_at.is_none_or(|e| e > now)
     }
-
-    pub fn view(&self, now: i64) -> serde_json::Value {
-        serde_json::json!({
-            "id": self.id,
-            "role": self.role.as_str(),
-            "label": self.label,
-            "createdAt": crate::model::rfc3339(self.created_at),
-            "expiresAt": self.expires_at.map(crate::model::rfc3339),
-            "revokedAt": self.revoked_at.map(crate::model::rfc3339),
-            "createdBy": self.created_by,
-            "active": self.is_active(now),
-        })
-    }
 }
 
 /// The SHA-256 (hex) of a presented token: the store key.

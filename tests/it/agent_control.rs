@@ -685,7 +685,7 @@ async fn roles_are_checked_as_for_the_tools() {
     let audit = th.hub.list_audit(&admin, None, 1000).await.unwrap();
     let denied = audit
         .iter()
-        .map(|e| e.view())
+        .map(|e| a2a_mcp::api::views::to_json(&a2a_mcp::api::views::AuditEntryView::from(e)))
         .filter(|v| v["action"] == "agents.write" && v["outcome"] == "denied")
         .count();
     assert_eq!(

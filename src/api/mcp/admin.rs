@@ -1,5 +1,6 @@
 //! Administration tools: API keys, the audit log and backups.
 
+use crate::api::views::{AuditEntryView, KeyView, to_json};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -55,7 +56,7 @@ pub async fn create_key(c: &Call<'_>, a: CreateKeyArgs) -> HubResult<Value> {
         .map_err(|e| HubError::new(ErrorCode::InvalidParams, e))?;
     let exp = duration_param("expiresIn", &a.expires_in)?;
     let (token, rec) = c.hub().create_key(&c.p, role, &a.label, exp).await?;
-    let mut v = rec.view(now_ms());
+    let mut v = to_json(&KeyView::at(&rec, now_ms()));
     if let Value::Object(m) = &mut v {
         m.insert("key".into(), Value::String(token));
     }
@@ -65,12 +66,12 @@ pub async fn create_key(c: &Call<'_>, a: CreateKeyArgs) -> HubResult<Value> {
 pub async fn list_keys(c: &Call<'_>, _: NoArgs) -> HubResult<Value> {
     let keys = c.hub().list_keys(&c.p).await?;
     let now = now_ms();
-    Ok(json!({ "keys": keys.iter().map(|k| k.view(now)).collect::<Vec<_>>() }))
+    Ok(json!({ "keys": keys.iter().map(|k| to_json(&KeyView::at(k, now))).collect::<Vec<_>>() }))
 }
 
 pub async fn revoke_key(c: &Call<'_>, a: KeyIdArgs) -> HubResult<Value> {
     let k = c.hub().revoke_key(&c.p, &a.id).await?;
-    Ok(k.view(now_ms()))
+    Ok(to_json(&KeyView::at(&k, now_ms())))
 }
 
 pub async fn audit_log(c: &Call<'_>, a: AuditArgs) -> HubResult<Value> {
@@ -78,7 +79,9 @@ pub async fn audit_log(c: &Call<'_>, a: AuditArgs) -> HubResult<Value> {
         .hub()
         .list_audit(&c.p, a.after.as_deref(), a.limit.unwrap_or(100))
         .await?;
-    Ok(json!({ "entries": entries.iter().map(|e| e.view()).collect::<Vec<_>>() }))
+    Ok(
+        json!({ "entries": entries.iter().map(|e| to_json(&AuditEntryView::from(e))).collect::<Vec<_>>() }),
+    )
 }
 
 pub async fn create_backup(c: &Call<'_>, _: NoArgs) -> HubResult<Value> {

@@ -9,6 +9,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use crate::api::views::{GrantView, PermissionRequestView, to_json};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -483,7 +484,7 @@ async fn grant_permission(c: &Call<'_>, a: PermArgs) -> HubResult<Value> {
         .hub()
         .grant_permission(&c.p, &to, &perm, a.delegable, exp)
         .await?;
-    Ok(json!({ "success": true, "grantId": g.id, "grant": g.view(now_ms()) }))
+    Ok(json!({ "success": true, "grantId": g.id, "grant": to_json(&GrantView::at(&g, now_ms())) }))
 }
 
 async fn request_permission(c: &Call<'_>, a: PermArgs) -> HubResult<Value> {
@@ -496,7 +497,9 @@ async fn request_permission(c: &Call<'_>, a: PermArgs) -> HubResult<Value> {
         .hub()
         .request_permission(&c.p, who.as_deref(), &perm, &reason, None)
         .await?;
-    Ok(json!({ "success": true, "requestId": r.id, "request": r.view() }))
+    Ok(
+        json!({ "success": true, "requestId": r.id, "request": to_json(&PermissionRequestView::from(&r)) }),
+    )
 }
 
 async fn approve_permission(c: &Call<'_>, a: PermArgs) -> HubResult<Value> {
@@ -512,8 +515,8 @@ async fn approve_permission(c: &Call<'_>, a: PermArgs) -> HubResult<Value> {
     Ok(json!({
         "success": true,
         "grantId": g.as_ref().map(|g| g.id.clone()),
-        "request": r.view(),
-        "grant": g.map(|g| g.view(now)),
+        "request": to_json(&PermissionRequestView::from(&r)),
+        "grant": g.map(|g| to_json(&GrantView::at(&g, now))),
     }))
 }
 
@@ -521,7 +524,7 @@ async fn revoke_permission(c: &Call<'_>, a: PermArgs) -> HubResult<Value> {
     acting_as(&c.p, a.id.as_deref())?;
     let gid = required(a.grant_id, "grantId", "revoke_permission")?;
     let g = c.hub().revoke_permission(&c.p, &gid).await?;
-    Ok(json!({ "success": true, "grant": g.view(now_ms()) }))
+    Ok(json!({ "success": true, "grant": to_json(&GrantView::at(&g, now_ms())) }))
 }
 
 /// `{permissions: {base, granted, effective}, pendingRequests}` as the original answered,
@@ -536,17 +539,17 @@ async fn get_permissions(c: &Call<'_>, a: PermArgs) -> HubResult<Value> {
         .requests
         .iter()
         .filter(|r| r.status == grants::RequestStatus::Pending)
-        .map(|r| r.view())
+        .map(|r| to_json(&PermissionRequestView::from(r)))
         .collect();
     Ok(json!({
         "permissions": {
             "base": [],
-            "granted": active.iter().map(|g| g.view(now)).collect::<Vec<_>>(),
+            "granted": active.iter().map(|g| to_json(&GrantView::at(g, now))).collect::<Vec<_>>(),
             "effective": effective,
         },
         "pendingRequests": pending,
-        "grants": perms.grants.iter().map(|g| g.view(now)).collect::<Vec<_>>(),
-        "requests": perms.requests.iter().map(|r| r.view()).collect::<Vec<_>>(),
+        "grants": perms.grants.iter().map(|g| to_json(&GrantView::at(g, now))).collect::<Vec<_>>(),
+        "requests": perms.requests.iter().map(|r| to_json(&PermissionRequestView::from(r))).collect::<Vec<_>>(),
     }))
 }
 

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::api::views::{GrantView, PermissionRequestView, to_json};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -83,7 +84,7 @@ pub async fn grant(c: &Call<'_>, a: GrantArgs) -> HubResult<Value> {
         .hub()
         .grant_permission(&c.p, &a.agent_id, &a.permission, a.delegable, exp)
         .await?;
-    Ok(g.view(now_ms()))
+    Ok(to_json(&GrantView::at(&g, now_ms())))
 }
 
 pub async fn request(c: &Call<'_>, a: RequestPermissionArgs) -> HubResult<Value> {
@@ -94,7 +95,7 @@ pub async fn request(c: &Call<'_>, a: RequestPermissionArgs) -> HubResult<Value>
         .hub()
         .request_permission(&c.p, a.agent_id.as_deref(), &a.permission, &a.reason, wait)
         .await?;
-    Ok(r.view())
+    Ok(to_json(&PermissionRequestView::from(&r)))
 }
 
 pub async fn approve(c: &Call<'_>, a: ApproveArgs) -> HubResult<Value> {
@@ -104,21 +105,21 @@ pub async fn approve(c: &Call<'_>, a: ApproveArgs) -> HubResult<Value> {
         .decide_permission(&c.p, &a.permission_request_id, a.approve, a.delegable, exp)
         .await?;
     Ok(json!({
-        "request": r.view(),
-        "grant": g.map(|g| g.view(now_ms())),
+        "request": to_json(&PermissionRequestView::from(&r)),
+        "grant": g.map(|g| to_json(&GrantView::at(&g, now_ms()))),
     }))
 }
 
 pub async fn revoke(c: &Call<'_>, a: GrantIdArgs) -> HubResult<Value> {
     let g = c.hub().revoke_permission(&c.p, &a.grant_id).await?;
-    Ok(g.view(now_ms()))
+    Ok(to_json(&GrantView::at(&g, now_ms())))
 }
 
 pub async fn get(c: &Call<'_>, a: GetPermissionsArgs) -> HubResult<Value> {
     let perms = c.hub().get_permissions(&c.p, a.agent_id.as_deref()).await?;
     let now = now_ms();
     Ok(json!({
-        "grants": perms.grants.iter().map(|g| g.view(now)).collect::<Vec<_>>(),
-        "requests": perms.requests.iter().map(|r| r.view()).collect::<Vec<_>>(),
+        "grants": perms.grants.iter().map(|g| to_json(&GrantView::at(g, now))).collect::<Vec<_>>(),
+        "requests": perms.requests.iter().map(|r| to_json(&PermissionRequestView::from(r))).collect::<Vec<_>>(),
     }))
 }
