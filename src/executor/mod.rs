@@ -7,8 +7,8 @@
 //! Cancellation: the hub cancels `ctx.cancel` and then drops the executor's future. An
 //! executor that owns external resources (a child process, a remote task) must release them
 //! in both cases — on the token for a clean stop, and in a `Drop` guard for the dropped
-//! future. Remote kinds (`a2a`, `http`, `mcp`) fit the same trait: they stream chunks into
-//! the sink and forward cancellation to their peer.
+//! future. The remote kind (`a2a`, `remote_a2a.rs`) streams the peer's output into the sink
+//! and forwards cancellation to the peer. Kinds today: `builtin`, `process`, `a2a`.
 
 pub mod builtin;
 pub mod process;
