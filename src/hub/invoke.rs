@@ -196,16 +196,7 @@ impl Hub {
         self.authorize_invoke(principal, &args.agent_id, acting_agent)
             .await?;
         let parent_id = parent.as_ref().map(|(id, _)| id.clone());
-        let agent = self.agent(&args.agent_id)?;
-        if !agent.spec.enabled {
-            return Err(HubError::new(
-                ErrorCode::AgentDisabled,
-                format!(
-                    "agent {:?} is disabled; enable_agent turns it back on",
-                    args.agent_id
-                ),
-            ));
-        }
+        let agent = self.enabled_agent(&args.agent_id)?;
         let capability = agent
             .resolve_capability(args.capability.as_deref())?
             .name

@@ -374,6 +374,19 @@ impl Hub {
             .ok_or_else(|| agent_not_found(id))
     }
 
+    /// An agent that takes work: `agent_disabled` when it is switched off. The one place the
+    /// rule lives (invocations, and the A2A card and URL of the agent).
+    pub fn enabled_agent(&self, id: &str) -> HubResult<Arc<AgentEntry>> {
+        let a = self.agent(id)?;
+        if !a.spec.enabled {
+            return Err(crate::error::HubError::new(
+                crate::error::ErrorCode::AgentDisabled,
+                format!("agent {id:?} is disabled; enable_agent turns it back on"),
+            ));
+        }
+        Ok(a)
+    }
+
     /// Registers a new agent at run time (persisted; wins over the catalog from now on).
     /// Secret values sent back as the `***` placeholder keep the replaced agent's values.
     pub async fn deploy_agent(

@@ -33,7 +33,6 @@ use warp::filters::BoxedFilter;
 
 use self::jsonrpc::RpcError;
 use super::{ApiContext, ReqCtx, error_response, json_response};
-use crate::error::{ErrorCode, HubError};
 use crate::hub::{AgentEntry, EventStream};
 use crate::metrics;
 use crate::model::{Principal, RequestRecord};
@@ -86,9 +85,10 @@ pub fn routes(ctx: Arc<ApiContext>) -> BoxedFilter<(Resp,)> {
         .and(warp::header::headers_cloned())
         .and(with())
         .map(
-            |id: String, headers: http::HeaderMap, ctx: Arc<ApiContext>| match enabled_agent(
-                &ctx, &id,
-            ) {
+            |id: String, headers: http::HeaderMap, ctx: Arc<ApiContext>| match ctx
+                .hub
+                .enabled_agent(&id)
+            {
                 Ok(a) => {
                     let base = public_base(&ctx, &headers);
                     card_response(&headers, &card::agent_card(&ctx, &a, &base))
@@ -149,17 +149,6 @@ fn public_base(ctx: &ApiContext, headers: &http::HeaderMap) -> String {
         .and_then(|h| h.to_str().ok())
         .unwrap_or("localhost");
     format!("http://{host}")
-}
-
-fn enabled_agent(ctx: &ApiContext, id: &str) -> Result<Arc<AgentEntry>, HubError> {
-    let a = ctx.hub.agent(id)?;
-    if !a.spec.enabled {
-        return Err(HubError::new(
-            ErrorCode::AgentDisabled,
-            format!("agent {id:?} is disabled; enable_agent turns it back on"),
-        ));
-    }
-    Ok(a)
 }
 
 /// A card as JSON with an ETag (`If-None-Match` → 304).
