@@ -2,6 +2,9 @@
 # a2a-mcp container image: build with the Rust toolchain, run on distroless (glibc, no shell,
 # no package manager) as a non-root user. Lint: `make lint-ops` (hadolint, in CI).
 #   docker build -t a2a-mcp:0.1.0 .        (or: make docker)
+# The image runs in production mode on 0.0.0.0, which refuses to start without an API key:
+# create the first admin key on the volume once (its secret is printed once), then serve.
+#   docker run --rm -v a2a-data:/data a2a-mcp:0.1.0 keys create --role admin --label first-admin
 #   docker run -p 8787:8787 -p 3000:3000 -v a2a-data:/data a2a-mcp:0.1.0
 # Kubernetes manifests: k8s/ (they set the same paths and user).
 
