@@ -99,17 +99,45 @@ async fn rest_rejects_bad_input_without_side_effects() {
     );
     let (s, text, _) = http_raw("POST", &invoke_url, big.into_bytes(), &[ct]).await;
     assert_eq!(s, 413, "{text}");
-    // Bad agent definitions.
-    for bad in [
-        json!({"id": "Bad Id", "capabilities": [{"name": "c"}], "executor": {"kind": "builtin", "name": "echo"}}),
-        json!({"id": "x", "capabilities": [], "executor": {"kind": "builtin", "name": "echo"}}),
-        json!({"id": "x", "capabilities": [{"name": "c"}], "executor": {"kind": "builtin", "name": "nope"}}),
-        json!({"id": "x", "capabilities": [{"name": "c", "input_schema": {"type": 12}}], "executor": {"kind": "builtin", "name": "echo"}}),
-        json!({"id": "x", "capabilities": [{"name": "c"}], "executor": {"kind": "process", "command": []}}),
-        json!({"id": "echo", "capabilities": [{"name": "c"}], "executor": {"kind": "builtin", "name": "echo"}}),
+    // Bad agent definitions: each refused with its own status and code.
+    for (bad, status, code) in [
+        (
+            json!({"id": "Bad Id", "capabilities": [{"name": "c"}], "executor": {"kind": "builtin", "name": "echo"}}),
+            400,
+            "invalid_params",
+        ),
+        (
+            json!({"id": "x", "capabilities": [], "executor": {"kind": "builtin", "name": "echo"}}),
+            400,
+            "invalid_params",
+        ),
+        (
+            json!({"id": "x", "capabilities": [{"name": "c"}], "executor": {"kind": "builtin", "name": "nope"}}),
+            400,
+            "invalid_params",
+        ),
+        (
+            json!({"id": "x", "capabilities": [{"name": "c", "input_schema": {"type": 12}}], "executor": {"kind": "builtin", "name": "echo"}}),
+            400,
+            "invalid_params",
+        ),
+        (
+            json!({"id": "x", "capabilities": [{"name": "c"}], "executor": {"kind": "process", "command": []}}),
+            400,
+            "invalid_params",
+        ),
+        (
+            json!({"id": "echo", "capabilities": [{"name": "c"}], "executor": {"kind": "builtin", "name": "echo"}}),
+            409,
+            "agent_exists",
+        ),
     ] {
         let (s, v) = post(&th.rest("/agents"), bad.clone()).await;
-        assert!((400..=409).contains(&s), "{bad} -> {s} {v}");
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{bad} -> {s} {v}"
+        );
     }
     let (s, v, _) = http(
         "PATCH",
