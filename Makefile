@@ -41,12 +41,7 @@ test-tools:
 # the official MCP conformance suite, the Python MCP SDK interop tests and the supply-chain
 # checks (`cargo deny check licenses bans sources`, tests/it/artifacts.rs).
 test: test-tools
-	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
-		$(CARGO) nextest run --profile ci; \
-	else \
-		echo "cargo-nextest not found; using cargo test" >&2; \
-		$(CARGO) test; \
-	fi
+	$(CARGO) nextest run --profile ci
 
 fmt:
 	$(CARGO) fmt --all -- --check
@@ -60,11 +55,7 @@ lint: fmt clippy lint-ops
 # kubernetes-validate, checkov, promtool, hadolint) and the project's semantic checks: the
 # same tests CI runs (tests/it/artifacts.rs), with the validators installed first.
 lint-ops: test-tools
-	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
-		$(CARGO) nextest run --profile ci -E 'test(/^it::artifacts::/)'; \
-	else \
-		$(CARGO) test --test integration it::artifacts::; \
-	fi
+	$(CARGO) nextest run --profile ci -E 'test(/^it::artifacts::/)'
 
 # Known vulnerabilities: `cargo deny check advisories` against the RustSec database, which
 # cargo-deny fetches from GitHub; fails with a clear message where it cannot be fetched

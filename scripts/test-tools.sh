@@ -18,6 +18,15 @@ CONFORMANCE_PIN="@modelcontextprotocol/conformance@0.2.0-alpha.12"
 
 stamp_ok() { [ -f "$TOOLS/$1.stamp" ] && [ "$(cat "$TOOLS/$1.stamp")" = "$2" ]; }
 
+# The test runner: cargo-nextest enforces the per-test timeouts of .config/nextest.toml (plain
+# `cargo test` has none, so `make test` no longer falls back to it). Installed from crates.io
+# into the user's cargo bin directory when missing (a few minutes, once).
+NEXTEST_PIN="0.9.143"
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "test-tools: installing cargo-nextest $NEXTEST_PIN (cargo install --locked)" >&2
+  cargo install --locked --quiet cargo-nextest --version "$NEXTEST_PIN"
+fi
+
 if ! stamp_ok python "$PY_PINS"; then
   echo "test-tools: installing Python clients ($PY_PINS)" >&2
   rm -rf "$TOOLS/venv"
