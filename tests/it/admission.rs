@@ -449,7 +449,7 @@ async fn an_open_hub_serves_loopback_callers_only() {
     let Some(outside) = non_loopback_address() else {
         // No second address to call from: the peer classification is covered by
         // server::admission::tests::loopback_classification.
-        eprintln!("SKIPPED: this machine has no non-loopback IPv4 address");
+        super::store_backends::pg::skip("this machine has no non-loopback IPv4 address");
         return;
     };
     let dir = tempfile::tempdir().unwrap();
