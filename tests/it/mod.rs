@@ -9,6 +9,7 @@ pub mod bad_input;
 pub mod binary;
 pub mod cluster;
 pub mod contained_agents;
+pub mod docs_claims;
 pub mod egress;
 pub mod harness;
 pub mod hub_core;
