@@ -28,7 +28,7 @@ use serde_json::Value;
 use crate::config::Config;
 use crate::error::HubResult;
 use crate::hub::Hub;
-use crate::model::{Event, Principal, RequestRecord};
+use crate::model::{Principal, RequestRecord};
 
 /// What every adapter gets: the hub handle and the few settings transports need.
 pub struct ApiContext {
@@ -150,22 +150,6 @@ impl ApiContext {
     pub fn request_view(&self, rec: &RequestRecord) -> views::RequestView {
         views::RequestView::new(rec, self.stream_url(&rec.id))
     }
-}
-
-/// [`Hub::wait`] as `(record, finished)`, for the adapters that still call it this way.
-pub async fn wait_for<F, Fut>(
-    hub: &Hub,
-    principal: &Principal,
-    request_id: &str,
-    timeout: Duration,
-    on_chunk: F,
-) -> HubResult<(RequestRecord, bool)>
-where
-    F: FnMut(Arc<Event>) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let w = hub.wait(principal, request_id, timeout, on_chunk).await?;
-    Ok((w.record, w.finished))
 }
 
 /// The JSON view of an agent shared by every transport ([`views::AgentView`]). `detailed`

@@ -129,12 +129,6 @@ impl Hub {
                 "a task joins an existing session or opens a new one, not both",
             ));
         }
-        if !task.message.is_object() {
-            return Err(HubError::new(
-                ErrorCode::InvalidParams,
-                "the message must be a JSON object",
-            ));
-        }
         if let Some(push) = &task.push {
             self.validate_push_config(push).await?;
             super::push::refuse_placeholders(push)?;

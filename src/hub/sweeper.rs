@@ -93,14 +93,8 @@ pub(super) async fn sweep_once(
         if scopes.is_empty() {
             break;
         }
-        let n = scopes.len();
-        store
-            .write(scopes.into_iter().map(Op::DeleteIdempotency).collect())
-            .await
-            .map_err(|e| e.to_string())?;
-        metrics::SWEPT
-            .with_label_values(&["idempotency_key"])
-            .inc_by(n as u64);
+        let ops = scopes.into_iter().map(Op::DeleteIdempotency).collect();
+        let n = delete_swept(store, ops, "idempotency_key").await?;
         removed += n;
         if n < BATCH {
             break;
@@ -151,14 +145,7 @@ async fn sweep_sessions(
                 ops.push(Op::DeleteSession(session.id));
             }
         }
-        let deleted = ops.len();
-        if deleted > 0 {
-            store.write(ops).await.map_err(|e| e.to_string())?;
-            metrics::SWEPT
-                .with_label_values(&["session"])
-                .inc_by(deleted as u64);
-            removed += deleted;
-        }
+        removed += delete_swept(store, ops, "session").await?;
         if n < BATCH {
             break;
         }
@@ -209,20 +196,27 @@ async fn sweep_permission_requests(
                 });
             }
         }
-        let deleted = ops.len();
-        if deleted > 0 {
-            store.write(ops).await.map_err(|e| e.to_string())?;
-            metrics::SWEPT
-                .with_label_values(&["permission_request"])
-                .inc_by(deleted as u64);
-            removed += deleted;
-        }
+        removed += delete_swept(store, ops, "permission_request").await?;
         if n < BATCH {
             break;
         }
         tokio::task::yield_now().await;
     }
     Ok(removed)
+}
+
+/// Commits one page of a sweep's deletions and counts them (`a2a_retention_deleted_total{kind}`).
+async fn delete_swept(
+    store: &crate::store::DynStore,
+    ops: Vec<Op>,
+    kind: &str,
+) -> Result<usize, String> {
+    let n = ops.len();
+    if n > 0 {
+        store.write(ops).await.map_err(|e| e.to_string())?;
+        metrics::SWEPT.with_label_values(&[kind]).inc_by(n as u64);
+    }
+    Ok(n)
 }
 
 /// Audit entries older than `A2A_AUDIT_RETENTION` (keys are time-ordered UUIDv7 ids).
@@ -257,14 +251,7 @@ async fn sweep_audit(
                 }),
             }
         }
-        let n = ops.len();
-        if n > 0 {
-            store.write(ops).await.map_err(|e| e.to_string())?;
-            metrics::SWEPT
-                .with_label_values(&["audit"])
-                .inc_by(n as u64);
-            removed += n;
-        }
+        removed += delete_swept(store, ops, "audit").await?;
         if reached_recent || page.len() < BATCH {
             break;
         }

@@ -211,6 +211,28 @@ pub struct RequestFilter {
     pub limit: usize,
 }
 
+impl RequestFilter {
+    /// Whether a record meets the filter's agent, session and state conditions (the cursor
+    /// and the limit are the listing's business).
+    pub fn matches(&self, r: &RequestRecord) -> bool {
+        self.agent_id.as_ref().is_none_or(|a| &r.agent_id == a)
+            && self
+                .session_id
+                .as_ref()
+                .is_none_or(|s| r.session_id.as_ref() == Some(s))
+            && (self.states.is_empty() || self.states.contains(&r.state))
+    }
+
+    /// How many records the listing may return (`limit`, 0 meaning no limit).
+    pub fn max_results(&self) -> usize {
+        if self.limit == 0 {
+            usize::MAX
+        } else {
+            self.limit
+        }
+    }
+}
+
 /// The order of a request listing.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum ListOrder {

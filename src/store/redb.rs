@@ -462,16 +462,9 @@ impl Store for RedbStore {
     async fn list_requests(&self, filter: &RequestFilter) -> StoreResult<Vec<RequestRecord>> {
         let txn = self.read()?;
         let requests = txn.open_table(REQUESTS).map_err(io)?;
-        let limit = if filter.limit == 0 {
-            usize::MAX
-        } else {
-            filter.limit
-        };
+        let limit = filter.max_results();
         let after = filter.after_id.as_deref().unwrap_or("");
-        let keep = |r: &RequestRecord| {
-            filter.agent_id.as_ref().is_none_or(|a| &r.agent_id == a)
-                && (filter.states.is_empty() || filter.states.contains(&r.state))
-        };
+        let keep = |r: &RequestRecord| filter.matches(r);
         let mut out = Vec::new();
         if let Some(session) = &filter.session_id {
             let idx = txn.open_table(BY_SESSION).map_err(io)?;
@@ -521,19 +514,8 @@ impl Store for RedbStore {
         let txn = self.read()?;
         let requests = txn.open_table(REQUESTS).map_err(io)?;
         let idx = txn.open_table(BY_PRINCIPAL).map_err(io)?;
-        let limit = if filter.limit == 0 {
-            usize::MAX
-        } else {
-            filter.limit
-        };
-        let keep = |r: &RequestRecord| {
-            filter.agent_id.as_ref().is_none_or(|a| &r.agent_id == a)
-                && filter
-                    .session_id
-                    .as_ref()
-                    .is_none_or(|s| r.session_id.as_ref() == Some(s))
-                && (filter.states.is_empty() || filter.states.contains(&r.state))
-        };
+        let limit = filter.max_results();
+        let keep = |r: &RequestRecord| filter.matches(r);
         let cursor = filter.after_id.as_deref();
         let range = match (order, cursor) {
             (ListOrder::OldestFirst, Some(c)) => {

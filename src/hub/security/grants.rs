@@ -31,6 +31,15 @@ fn grant_key(g: &GrantRecord) -> String {
     format!("{}/{}", g.agent_id, g.id)
 }
 
+/// The op that stores a grant (new or changed).
+fn put_grant(g: &GrantRecord) -> HubResult<Op> {
+    Ok(Op::PutAux {
+        table: Aux::Grants,
+        key: grant_key(g),
+        value: encode(g)?,
+    })
+}
+
 impl Hub {
     async fn grants_of(&self, agent_id: &str) -> HubResult<Vec<GrantRecord>> {
         let page = self
@@ -120,14 +129,7 @@ impl Hub {
         )?;
         self.inner
             .store
-            .write(vec![
-                Op::PutAux {
-                    table: Aux::Grants,
-                    key: grant_key(&grant),
-                    value: encode(&grant)?,
-                },
-                audit,
-            ])
+            .write(vec![put_grant(&grant)?, audit])
             .await?;
         Ok(grant)
     }
@@ -157,14 +159,7 @@ impl Hub {
             )?;
             self.inner
                 .store
-                .write(vec![
-                    Op::PutAux {
-                        table: Aux::Grants,
-                        key: grant_key(&grant),
-                        value: encode(&grant)?,
-                    },
-                    audit,
-                ])
+                .write(vec![put_grant(&grant)?, audit])
                 .await?;
         }
         Ok(grant)
@@ -317,11 +312,7 @@ impl Hub {
         });
         if let Some(g) = &grant {
             req.grant_id = Some(g.id.clone());
-            ops.push(Op::PutAux {
-                table: Aux::Grants,
-                key: grant_key(g),
-                value: encode(g)?,
-            });
+            ops.push(put_grant(g)?);
         }
         ops.push(Op::PutAux {
             table: Aux::PermissionRequests,
